@@ -1,0 +1,61 @@
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { MongoClient } from 'mongodb';
+import { loadConfig, type Config } from '../config';
+import { createLogger } from '../observability/logger';
+import { pingDatabase } from '../storage/mongo';
+import { pingTemporal } from '../temporal/connection';
+import { createApp } from './app';
+
+export interface ApiHandle {
+  server: Server;
+  url: string;
+  close: () => Promise<void>;
+}
+
+/**
+ * Starts the API even when Temporal or the database is down (connections are lazy), so `/healthz`
+ * answers and `/readyz` says which dependency is missing.
+ */
+export async function startApi(config: Config): Promise<ApiHandle> {
+  const log = createLogger({ level: config.LOG_LEVEL, name: 'api' });
+  const mongo = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 2_000, appName: 'cak-issuer-api' });
+  const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, connectTimeout: 2_000 });
+  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  const app = createApp({
+    log,
+    trustProxy: config.API_TRUST_PROXY,
+    probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.API_PORT, config.API_HOST, () => resolve(s)).once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.API_PORT;
+  const url = `http://${config.API_HOST}:${port}`;
+  log.info({ url }, 'api listening');
+  return {
+    server,
+    url,
+    async close() {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await connection.close().catch(() => undefined);
+      await mongo.close();
+    },
+  };
+}
+
+if (require.main === module) {
+  const config = loadConfig();
+  startApi(config)
+    .then((api) => {
+      const stop = () => void api.close().then(() => process.exit(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    })
+    .catch((err: unknown) => {
+      process.stderr.write(`api failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,25 @@
+import { MongoClient, type Db } from 'mongodb';
+
+export interface Database {
+  client: MongoClient;
+  db: Db;
+  close(): Promise<void>;
+}
+
+/**
+ * One MongoClient per process. Short server-selection timeout so a database outage surfaces as an
+ * error quickly (activities retry it; the API reports it on /readyz) instead of hanging requests.
+ */
+export async function connectDatabase(uri: string, dbName: string): Promise<Database> {
+  const client = new MongoClient(uri, {
+    serverSelectionTimeoutMS: 5_000,
+    connectTimeoutMS: 5_000,
+    appName: 'cak-issuer',
+  });
+  await client.connect();
+  return { client, db: client.db(dbName), close: () => client.close() };
+}
+
+export async function pingDatabase(db: Db, timeoutMs = 2_000): Promise<void> {
+  await db.command({ ping: 1 }, { timeoutMS: timeoutMs });
+}

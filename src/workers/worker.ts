@@ -1,0 +1,59 @@
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { loadConfig, type Config } from '../config';
+import { createLogger } from '../observability/logger';
+import { connectDatabase } from '../storage/mongo';
+
+export interface WorkerHandle {
+  worker: Worker;
+  close: () => Promise<void>;
+}
+
+/**
+ * Builds the worker with real dependencies. `workflowBundle` lets tests and benchmarks reuse one
+ * pre-built bundle; in production the worker bundles `src/workflows` itself at start.
+ */
+export async function createWorker(
+  config: Config,
+  overrides: Partial<Pick<WorkerOptions, 'workflowBundle' | 'taskQueue' | 'shutdownForceTime'>> = {},
+): Promise<WorkerHandle> {
+  const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
+  const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+  const worker = await Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: overrides.taskQueue ?? config.TEMPORAL_TASK_QUEUE,
+    ...(overrides.workflowBundle
+      ? { workflowBundle: overrides.workflowBundle }
+      : { workflowsPath: require.resolve('../workflows') }),
+    activities: createActivities({ db: database.db }),
+    // On SIGINT/SIGTERM the runtime stops polling; running activities get this long to finish, then
+    // are cancelled and their tasks handed back to the server for another worker.
+    shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
+    ...(overrides.shutdownForceTime ? { shutdownForceTime: overrides.shutdownForceTime } : {}),
+  });
+  return {
+    worker,
+    async close() {
+      await connection.close();
+      await database.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger({ level: config.LOG_LEVEL, name: 'worker' });
+  const { worker, close } = await createWorker(config);
+  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
+  await worker.run(); // returns after a shutdown signal once in-flight work has finished or been handed back
+  await close();
+  log.info('worker stopped');
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`worker failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,2 @@
+// Every workflow the worker runs. Workflow code is bundled by Temporal and replayed: keep it deterministic.
+export { connectivityCheckWorkflow } from './connectivity';

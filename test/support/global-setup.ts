@@ -1,0 +1,29 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { loadConfig } from '../../src/config';
+import { servicesUp } from '../../scripts/services';
+
+export const BUNDLE_PATH = resolve('.data/test/workflow-bundle.js');
+
+/**
+ * Runs once per jest run: makes sure the real local services are up (a no-op when they are) and
+ * bundles the workflow code once, so each test's worker loads it in milliseconds instead of
+ * re-running webpack.
+ */
+export default async function globalSetup(): Promise<void> {
+  await servicesUp(loadConfig());
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: require.resolve('../../src/workflows'),
+    logger: {
+      log: () => undefined,
+      trace: () => undefined,
+      debug: () => undefined,
+      info: () => undefined,
+      warn: () => undefined,
+      error: (m) => console.error(m),
+    },
+  });
+  mkdirSync(resolve('.data/test'), { recursive: true });
+  writeFileSync(BUNDLE_PATH, code);
+}
