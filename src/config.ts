@@ -47,6 +47,9 @@ export const configSchema = z.object({
   AIR_PLATFORM_URL: z.string().url().optional(),
 
   WORKER_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
+  WORKER_HEALTH_HOST: z.string().min(1).default('127.0.0.1'),
+  /** The worker's own HTTP port (`/healthz`); 0 picks a free port. */
+  WORKER_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(3001),
 });
 
 type RawConfig = z.infer<typeof configSchema>;

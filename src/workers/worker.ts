@@ -1,8 +1,10 @@
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createServer } from 'node:http';
+import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
 import { connectDatabase } from '../storage/mongo';
+import { temporalLoggerFrom } from './runtime-logger';
 
 export interface WorkerHandle {
   worker: Worker;
@@ -44,9 +46,16 @@ export async function createWorker(
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger({ level: config.LOG_LEVEL, name: 'worker' });
+  Runtime.install({ logger: temporalLoggerFrom(log) });
   const { worker, close } = await createWorker(config);
+  const health = createServer((req, res) => {
+    const running = worker.getState() === 'RUNNING';
+    res.writeHead(req.url === '/healthz' ? (running ? 200 : 503) : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ status: worker.getState() }));
+  }).listen(config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST);
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
   await worker.run(); // returns after a shutdown signal once in-flight work has finished or been handed back
+  health.close();
   await close();
   log.info('worker stopped');
 }
