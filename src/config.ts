@@ -9,6 +9,13 @@ import { z } from 'zod';
 const port = z.coerce.number().int().min(1).max(65535);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
+/** Dev-only API key `cak-dev-api-key` for client `dev` (sha256 below). Never valid in production. */
+export const DEV_API_KEY = 'cak-dev-api-key';
+const DEV_API_KEYS = 'dev:d880a5d41735a8b71aaad13f6f86ed4bf8991424be24f723113b4e2ba8caf18c';
+const DEV_ID_HMAC_SECRET = 'cak-dev-id-hmac-secret-not-for-production';
+/** Variables production must set explicitly (their dev defaults are public). */
+const PRODUCTION_REQUIRED = ['API_KEYS', 'PARTNER_ID', 'PARTNER_SIGNING_KEYS', 'ID_HMAC_SECRET'] as const;
+
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -47,6 +54,63 @@ export const configSchema = z.object({
   AIR_PLATFORM_URL: z.string().url().optional(),
 
   WORKER_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
+
+  // --- Issuance pipeline (issue 4). Dev defaults below; production must set the ones listed in
+  // PRODUCTION_REQUIRED explicitly.
+  /** API clients, `clientId:sha256hex(apiKey)` comma-separated; callers send the key in `x-api-key`. */
+  API_KEYS: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}:[0-9a-f]{64}(,[A-Za-z0-9_-]{1,64}:[0-9a-f]{64})*$/, 'expected clientId:sha256hex,...')
+    .default(DEV_API_KEYS),
+  /** Requests per minute per API client on /v1/issuances and /v1/partner-tokens. */
+  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /** Requests per minute per IP on unauthenticated public routes (JWKS). */
+  PUBLIC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120),
+  /** Our Partner ID on the AIR platform (the `partnerId` claim of Partner JWTs). */
+  PARTNER_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]{1,128}$/)
+    .default('cak-dev-partner'),
+  /** Partner JWT signing keys: a JSON array of private JWKs (EC P-256 for ES256 or RSA for RS256), each with `kid`. All are published in the JWKS. */
+  PARTNER_SIGNING_KEYS: z.string().optional(),
+  /** `kid` of the key that signs new tokens (default: the first of PARTNER_SIGNING_KEYS). */
+  PARTNER_ACTIVE_KID: z.string().optional(),
+  PARTNER_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(900).default(300),
+  /** HMAC key for ids derived from client data (issuance ids, workflow ids, record ids). */
+  ID_HMAC_SECRET: z.string().min(32).default(DEV_ID_HMAC_SECRET),
+  SCHEMA_REGISTRY_PATH: z.string().min(1).default('config/schemas.yaml'),
+  /** Raw items are staged (encrypted) this long at most; the sweep schedule deletes what is older. */
+  STAGING_TTL_SECONDS: z.coerce.number().int().min(1).default(3600),
+  STAGING_SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).default(300),
+  /** Encrypted packages (and staged items) at or above this size go to GridFS; smaller ones inline. */
+  GRIDFS_THRESHOLD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(256 * 1024),
+  ITEM_MAX_FILE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(25 * 1024 * 1024),
+  ITEM_MAX_TOTAL_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(60 * 1024 * 1024),
+  ITEM_MAX_FILES: z.coerce.number().int().min(1).max(32).default(8),
+  /** Record versions kept per (issuerDid, userId, schemaId): the current one and N-1 before it. */
+  RECORD_VERSIONS_KEPT: z.coerce.number().int().min(1).default(2),
+  PLATFORM_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+  /** Emulator only: master secret the emulated CAK key pairs derive from. */
+  EMULATOR_MASTER_SECRET: z.string().min(16).default('cak-emulator-dev-master-secret'),
+  /** Emulator only: the Partner JWKS URL it trusts (default: this API's /.well-known/jwks.json). */
+  EMULATOR_JWKS_URL: z.string().url().optional(),
+  /** Emulator only: issuance programs it knows, `credentialId=schemaId` comma-separated. */
+  EMULATOR_PROGRAMS: z
+    .string()
+    .regex(/^[A-Za-z0-9._:-]+=[A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+=[A-Za-z0-9._:-]+)*$/)
+    .default('prog-kyc-basic=kyc-basic,prog-proof-of-address=proof-of-address,prog-age-over-18=age-over-18'),
   WORKER_HEALTH_HOST: z.string().min(1).default('127.0.0.1'),
   /** The worker's own HTTP port (`/healthz`); 0 picks a free port. */
   WORKER_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(3001),
@@ -54,12 +118,17 @@ export const configSchema = z.object({
 
 type RawConfig = z.infer<typeof configSchema>;
 
-export type Config = Omit<RawConfig, 'TEMPORAL_ADDRESS' | 'MONGODB_URI' | 'AIR_PLATFORM_URL' | 'TEMPORAL_UI_URL'> & {
+export type Config = Omit<
+  RawConfig,
+  'TEMPORAL_ADDRESS' | 'MONGODB_URI' | 'AIR_PLATFORM_URL' | 'TEMPORAL_UI_URL' | 'EMULATOR_JWKS_URL'
+> & {
   TEMPORAL_ADDRESS: string;
   MONGODB_URI: string;
   TEMPORAL_UI_URL: string;
   /** Where the platform client sends requests: the real AIR platform, or the embedded emulator. */
   AIR_PLATFORM_URL: string;
+  /** The JWKS URL the emulator verifies Partner JWTs against. */
+  EMULATOR_JWKS_URL: string;
   /** Which of the addresses above were given explicitly (and so must not be started locally). */
   explicit: { temporal: boolean; mongo: boolean; platform: boolean };
 };
@@ -83,12 +152,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const c = parsed.data;
+  if (c.NODE_ENV === 'production') {
+    const missing = PRODUCTION_REQUIRED.filter((name) => present[name] === undefined);
+    if (missing.length > 0) {
+      throw new ConfigError(missing.map((variable) => ({ variable, message: 'required in production' })));
+    }
+  }
   return {
     ...c,
     TEMPORAL_ADDRESS: c.TEMPORAL_ADDRESS ?? `127.0.0.1:${c.LOCAL_TEMPORAL_PORT}`,
     MONGODB_URI: c.MONGODB_URI ?? `mongodb://127.0.0.1:${c.LOCAL_MONGO_PORT}/`,
     TEMPORAL_UI_URL: c.TEMPORAL_UI_URL ?? `http://127.0.0.1:${c.LOCAL_TEMPORAL_UI_PORT}`,
     AIR_PLATFORM_URL: c.AIR_PLATFORM_URL ?? `http://${c.EMULATOR_HOST}:${c.EMULATOR_PORT}`,
+    EMULATOR_JWKS_URL: c.EMULATOR_JWKS_URL ?? `http://${c.API_HOST}:${c.API_PORT}/.well-known/jwks.json`,
     explicit: {
       temporal: c.TEMPORAL_ADDRESS !== undefined,
       mongo: c.MONGODB_URI !== undefined,

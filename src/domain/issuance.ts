@@ -1,0 +1,67 @@
+/**
+ * Types shared by the issuance API, workflow and activities. Type-only and free of Node imports,
+ * so workflow code may import it.
+ */
+export type CakCurve = 'secp256r1' | 'secp256k1';
+
+/** The text fields travel as one item of this kind; files carry their own kind (e.g. `id-front`). */
+export const FIELDS_ITEM_KIND = 'fields';
+
+/** What the workflow knows about one sensitive item: never its bytes (those are staged encrypted). */
+export interface ItemDescriptor {
+  itemId: string;
+  kind: string;
+  contentType: string;
+  /** plaintext size in bytes */
+  size: number;
+}
+
+/** The workflow input: identifiers and metadata only; raw items and credentialSubject stay in staging. */
+export interface IssuanceInput {
+  issuanceId: string;
+  recordId: string;
+  userId: string;
+  issuerDid: string;
+  schemaId: string;
+  credentialId: string;
+  curve: CakCurve;
+  /** as supplied by the front end (from the SDK); absent means "ask the platform" */
+  cakPublicKey?: string;
+  items: ItemDescriptor[];
+}
+
+/** An encrypted package written by `encrypt`, awaiting (or part of) a record version. */
+export interface PackageRef {
+  itemId: string;
+  kind: string;
+  contentType: string;
+  /** id of the stored package; also the `itemId` of its outer-layer context */
+  packageId: string;
+  /** stored package size in bytes (inner ECIES package sealed by the outer layer) */
+  size: number;
+  /** sha256 (hex) of the stored package bytes */
+  sha256: string;
+  curve: CakCurve;
+  /** id of the issuer-managed key that sealed the outer layer */
+  keyId: string;
+  storage: 'inline' | 'gridfs';
+}
+
+export interface StoredVersion {
+  recordId: string;
+  version: number;
+  issuanceId: string;
+}
+
+export const ISSUANCE_STEPS = ['issue', 'encrypt', 'store', 'shred'] as const;
+export type IssuanceStep = (typeof ISSUANCE_STEPS)[number];
+export type StepState = 'pending' | 'running' | 'completed' | 'failed';
+export type IssuanceStatus = 'accepted' | 'running' | 'stored' | 'completed' | 'failed';
+
+/** ApplicationFailure types that end an issuance run (non-retryable). */
+export const IssuanceFailureType = {
+  PlatformRejected: 'PlatformRejected',
+  InvalidCakPublicKey: 'InvalidCakPublicKey',
+  StagingMissing: 'StagingMissing',
+  PlatformResponseInvalid: 'PlatformResponseInvalid',
+} as const;
