@@ -13,6 +13,14 @@ const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 export const DEV_API_KEY = 'cak-dev-api-key';
 const DEV_API_KEYS = 'dev:d880a5d41735a8b71aaad13f6f86ed4bf8991424be24f723113b4e2ba8caf18c';
 const DEV_ID_HMAC_SECRET = 'cak-dev-id-hmac-secret-not-for-production';
+/** Dev-only callback secrets and admin token (`cak-dev-admin-token`, sha256 below). Never valid in production. */
+export const DEV_CALLBACK_SECRET = 'whsec_Y2FrLWRldi1jYWxsYmFjay1zZWNyZXQtbm90LWZvci1wcm9k';
+export const DEV_ADMIN_TOKEN = 'cak-dev-admin-token';
+const DEV_ADMIN_TOKENS = 'dev:6a7ebc936e3d78fd9f6a63de86d962b31ef4e331db440853c26f65d20b4306b6';
+const DEV_SIGNED_URL_SECRET = 'cak-dev-signed-url-secret-not-for-production';
+const DEV_NOTIFY_SECRET = 'whsec_Y2FrLWRldi1ub3RpZnktc2VjcmV0LW5vdC1mb3ItcHJvZA==';
+/** Callback / Verifier-access variables production must set (CALLBACK_SECRETS only for standard-webhooks). */
+const CALLBACK_PRODUCTION_REQUIRED = ['ADMIN_TOKENS', 'SIGNED_URL_SECRET', 'NOTIFY_SECRET'] as const;
 /** Variables production must set explicitly (their dev defaults are public). */
 const PRODUCTION_REQUIRED = ['API_KEYS', 'PARTNER_ID', 'PARTNER_SIGNING_KEYS', 'ID_HMAC_SECRET'] as const;
 
@@ -114,14 +122,55 @@ export const configSchema = z.object({
   WORKER_HEALTH_HOST: z.string().min(1).default('127.0.0.1'),
   /** The worker's own HTTP port (`/healthz`); 0 picks a free port. */
   WORKER_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(3001),
+
+  // --- Authorization callbacks and Verifier access (issue 5). Dev defaults below are public;
+  // production must set the ones listed in CALLBACK_PRODUCTION_REQUIRED (see docs/callbacks.md).
+  /** How the platform signs callbacks: `standard-webhooks` (HMAC, CALLBACK_SECRETS) or `jws-es256` (detached JWS, PLATFORM_JWKS_URL). */
+  CALLBACK_SIGNATURE_SCHEME: z.enum(['standard-webhooks', 'jws-es256']).default('standard-webhooks'),
+  /** Standard Webhooks secrets (`whsec_<base64>`), space- or comma-separated; any one verifies (rotation). */
+  CALLBACK_SECRETS: z
+    .string()
+    .regex(
+      /^whsec_[A-Za-z0-9+/=]{16,}([ ,]+whsec_[A-Za-z0-9+/=]{16,})*$/,
+      'expected whsec_<base64>[,whsec_<base64>...]',
+    )
+    .default(DEV_CALLBACK_SECRET),
+  /** Accepted clock skew of a callback's signed timestamp, both ways (replay window). */
+  CALLBACK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
+  /** JWKS URL of the platform's callback signing keys (jws-es256); default: the emulator's. */
+  PLATFORM_JWKS_URL: z.string().url().optional(),
+  /** Admin credentials, `name:sha256hex(token)` comma-separated; callers send `Authorization: Bearer <token>`. */
+  ADMIN_TOKENS: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}:[0-9a-f]{64}(,[A-Za-z0-9_-]{1,64}:[0-9a-f]{64})*$/, 'expected name:sha256hex,...')
+    .default(DEV_ADMIN_TOKENS),
+  /** HMAC key of the signed, short-lived package URLs handed to Verifiers. */
+  SIGNED_URL_SECRET: z.string().min(32).default(DEV_SIGNED_URL_SECRET),
+  SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(3600).default(300),
+  /** Default target of the `notify` callback handler (a route may name its own `notifyUrl`). */
+  NOTIFY_URL: z.string().url().optional(),
+  /** Standard Webhooks secret (`whsec_<base64>`) that signs our internal `notify` requests. */
+  NOTIFY_SECRET: z
+    .string()
+    .regex(/^whsec_[A-Za-z0-9+/=]{16,}$/, 'expected whsec_<base64>')
+    .default(DEV_NOTIFY_SECRET),
+  /** An unrouted or no-data authorization waits this long for an operator's re-drive before its run ends. */
+  AUTHORIZATION_REDRIVE_WINDOW_HOURS: z.coerce.number().int().min(1).default(720),
 });
 
 type RawConfig = z.infer<typeof configSchema>;
 
 export type Config = Omit<
   RawConfig,
-  'TEMPORAL_ADDRESS' | 'MONGODB_URI' | 'AIR_PLATFORM_URL' | 'TEMPORAL_UI_URL' | 'EMULATOR_JWKS_URL'
+  | 'TEMPORAL_ADDRESS'
+  | 'MONGODB_URI'
+  | 'AIR_PLATFORM_URL'
+  | 'TEMPORAL_UI_URL'
+  | 'EMULATOR_JWKS_URL'
+  | 'PLATFORM_JWKS_URL'
 > & {
+  /** The platform's callback-signing JWKS (jws-es256): given, or the emulator's. */
+  PLATFORM_JWKS_URL: string;
   TEMPORAL_ADDRESS: string;
   MONGODB_URI: string;
   TEMPORAL_UI_URL: string;
@@ -153,7 +202,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const c = parsed.data;
   if (c.NODE_ENV === 'production') {
-    const missing = PRODUCTION_REQUIRED.filter((name) => present[name] === undefined);
+    const callbackRequired = [
+      ...CALLBACK_PRODUCTION_REQUIRED,
+      c.CALLBACK_SIGNATURE_SCHEME === 'standard-webhooks' ? 'CALLBACK_SECRETS' : 'PLATFORM_JWKS_URL',
+    ];
+    const missing = [...PRODUCTION_REQUIRED, ...callbackRequired].filter((name) => present[name] === undefined);
     if (missing.length > 0) {
       throw new ConfigError(missing.map((variable) => ({ variable, message: 'required in production' })));
     }
@@ -165,6 +218,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     TEMPORAL_UI_URL: c.TEMPORAL_UI_URL ?? `http://127.0.0.1:${c.LOCAL_TEMPORAL_UI_PORT}`,
     AIR_PLATFORM_URL: c.AIR_PLATFORM_URL ?? `http://${c.EMULATOR_HOST}:${c.EMULATOR_PORT}`,
     EMULATOR_JWKS_URL: c.EMULATOR_JWKS_URL ?? `http://${c.API_HOST}:${c.API_PORT}/.well-known/jwks.json`,
+    PLATFORM_JWKS_URL:
+      c.PLATFORM_JWKS_URL ??
+      `${c.AIR_PLATFORM_URL ?? `http://${c.EMULATOR_HOST}:${c.EMULATOR_PORT}`}/.well-known/callback-jwks.json`,
     explicit: {
       temporal: c.TEMPORAL_ADDRESS !== undefined,
       mongo: c.MONGODB_URI !== undefined,
