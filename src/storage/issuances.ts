@@ -1,0 +1,116 @@
+import { MongoServerError, type Db } from 'mongodb';
+import type { CakCurve, IssuanceStatus, IssuanceStep, ItemDescriptor, StepState } from '../domain/issuance';
+
+/**
+ * The `issuances` collection: one document per accepted issuance, keyed by the issuance id (a keyed
+ * hash of the client's Idempotency-Key when there is one, so the unique `_id` is the dedup index and
+ * outlasts Temporal's retention). Holds the request fingerprint (to tell a replay from a conflicting
+ * reuse of the key) and the state of each pipeline step for `GET /v1/issuances/:id`. No PII: only
+ * pseudonymous ids and item metadata.
+ */
+
+export interface StepDoc {
+  state: StepState;
+  at?: Date;
+  attempts?: number;
+}
+
+export interface IssuanceDoc {
+  _id: string;
+  clientId: string;
+  fingerprint: string;
+  workflowId: string;
+  recordId: string;
+  userId: string;
+  issuerDid: string;
+  schemaId: string;
+  credentialId: string;
+  curve: CakCurve;
+  keySource: 'client' | 'platform';
+  items: ItemDescriptor[];
+  status: IssuanceStatus;
+  /** `accepted` once staged; `started` once the workflow start was acknowledged. */
+  intake: 'received' | 'started';
+  steps: Record<IssuanceStep, StepDoc>;
+  version?: number;
+  error?: { type: string; message: string };
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const DUPLICATE_KEY = 11000;
+
+export function issuancesRepository(db: Db) {
+  const issuances = db.collection<IssuanceDoc>('issuances');
+  return {
+    collection: issuances,
+
+    /** Inserts the issuance; returns the existing document instead when the id is taken. */
+    async create(doc: IssuanceDoc): Promise<{ created: boolean; doc: IssuanceDoc }> {
+      try {
+        await issuances.insertOne(doc);
+        return { created: true, doc };
+      } catch (err) {
+        if (!(err instanceof MongoServerError) || err.code !== DUPLICATE_KEY) throw err;
+        const existing = await issuances.findOne({ _id: doc._id });
+        if (!existing) throw err;
+        return { created: false, doc: existing };
+      }
+    },
+
+    get: (issuanceId: string) => issuances.findOne({ _id: issuanceId }),
+
+    async markStarted(issuanceId: string): Promise<void> {
+      await issuances.updateOne({ _id: issuanceId }, { $set: { intake: 'started', updatedAt: new Date() } });
+    },
+
+    async setStep(
+      issuanceId: string,
+      step: IssuanceStep,
+      state: StepState,
+      extra: { version?: number } = {},
+    ): Promise<void> {
+      const now = new Date();
+      const status: IssuanceStatus | undefined =
+        state === 'running' && step === 'issue'
+          ? 'running'
+          : state === 'completed' && step === 'store'
+            ? 'stored'
+            : state === 'completed' && step === 'shred'
+              ? 'completed'
+              : undefined;
+      await issuances.updateOne(
+        { _id: issuanceId, status: { $ne: 'failed' } },
+        {
+          $set: {
+            [`steps.${step}`]: { state, at: now },
+            updatedAt: now,
+            ...(status ? { status } : {}),
+            ...(extra.version !== undefined ? { version: extra.version } : {}),
+          },
+        },
+      );
+    },
+
+    async markFailed(
+      issuanceId: string,
+      step: IssuanceStep | undefined,
+      error: { type: string; message: string },
+    ): Promise<void> {
+      const now = new Date();
+      await issuances.updateOne(
+        { _id: issuanceId },
+        {
+          $set: {
+            status: 'failed',
+            error: { type: error.type.slice(0, 100), message: error.message.slice(0, 500) },
+            updatedAt: now,
+            ...(step ? { [`steps.${step}`]: { state: 'failed', at: now } } : {}),
+          },
+        },
+      );
+    },
+  };
+}
+
+export type IssuancesRepository = ReturnType<typeof issuancesRepository>;

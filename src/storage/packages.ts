@@ -1,0 +1,51 @@
+import type { Db } from 'mongodb';
+import { blobStore, type BlobMeta } from './blobs';
+
+/**
+ * The `packages` collection (+ `packageBlobs` GridFS bucket): encrypted item packages (inner CAK
+ * ECIES layer sealed by the issuer-managed outer layer). `encrypt` writes them `pending`, keyed by
+ * (issuance, item), so big bytes never pass through Temporal; `store` commits the ones a record
+ * version points to. Pending packages of a failed or abandoned issuance are deleted by the
+ * workflow, or by the sweep once older than the staging TTL.
+ */
+export interface PackageDoc extends BlobMeta {
+  issuanceId: string;
+  recordId: string;
+  itemId: string;
+  state: 'pending' | 'committed';
+  createdAt: Date;
+}
+
+export function packageIdFor(issuanceId: string, itemId: string): string {
+  return `${issuanceId}/${itemId}`;
+}
+
+export function packagesRepository(db: Db, thresholdBytes: number) {
+  const blobs = blobStore<PackageDoc>(db, { collection: 'packages', bucket: 'packageBlobs', thresholdBytes });
+  return {
+    async putPending(issuanceId: string, recordId: string, itemId: string, sealed: Uint8Array): Promise<BlobMeta> {
+      return blobs.put(packageIdFor(issuanceId, itemId), sealed, {
+        issuanceId,
+        recordId,
+        itemId,
+        state: 'pending',
+        createdAt: new Date(),
+      });
+    },
+    read: (packageId: string) => blobs.read(packageId),
+    async commit(issuanceId: string): Promise<void> {
+      await blobs.collection.updateMany({ issuanceId }, { $set: { state: 'committed' } });
+    },
+    /** Deletes the pending packages of an issuance that will not be stored. */
+    discardPending: (issuanceId: string) => blobs.deleteWhere({ issuanceId, state: 'pending' }),
+    deleteForIssuances: (issuanceIds: string[]) => blobs.deleteWhere({ issuanceId: { $in: issuanceIds } }),
+    async sweepAbandoned(olderThan: Date): Promise<number> {
+      const removed = await blobs.deleteWhere({ state: 'pending', createdAt: { $lt: olderThan } });
+      await blobs.deleteOrphanFiles(olderThan);
+      return removed;
+    },
+    count: (filter: { issuanceId?: string; recordId?: string } = {}) => blobs.collection.countDocuments(filter),
+  };
+}
+
+export type PackagesRepository = ReturnType<typeof packagesRepository>;

@@ -1,0 +1,53 @@
+import type { Db } from 'mongodb';
+import { blobStore, type BlobMeta } from './blobs';
+
+/**
+ * The `staging` collection (+ `stagingBlobs` GridFS bucket): raw items and the credentialSubject of
+ * an issuance between the API accepting it and the workflow encrypting it. Callers hand in bytes
+ * already sealed under the issuer-managed key; nothing here is plaintext. Entries carry an
+ * `expiresAt`; the workflow deletes them when it ends and the sweep schedule deletes what a dead run
+ * left behind (FerretDB has no TTL indexes).
+ */
+export interface StagingDoc extends BlobMeta {
+  issuanceId: string;
+  itemId: string;
+  role: 'item' | 'subject';
+  createdAt: Date;
+  expiresAt: Date;
+}
+
+export const STAGING_SUBJECT_ITEM_ID = '$subject';
+
+export function stagingRepository(db: Db, thresholdBytes: number) {
+  const blobs = blobStore<StagingDoc>(db, { collection: 'staging', bucket: 'stagingBlobs', thresholdBytes });
+  const idOf = (issuanceId: string, itemId: string) => `${issuanceId}/${itemId}`;
+  return {
+    async put(
+      issuanceId: string,
+      itemId: string,
+      role: StagingDoc['role'],
+      sealed: Uint8Array,
+      ttlMs: number,
+    ): Promise<void> {
+      const now = new Date();
+      await blobs.put(idOf(issuanceId, itemId), sealed, {
+        issuanceId,
+        itemId,
+        role,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + ttlMs),
+      });
+    },
+    read: (issuanceId: string, itemId: string) => blobs.read(idOf(issuanceId, itemId)),
+    shred: (issuanceId: string) => blobs.deleteWhere({ issuanceId }),
+    count: (issuanceId?: string) => blobs.collection.countDocuments(issuanceId ? { issuanceId } : {}),
+    /** Deletes every entry past its expiry, and GridFS bytes orphaned by a crash; returns entries deleted. */
+    async sweepExpired(now = new Date()): Promise<number> {
+      const removed = await blobs.deleteWhere({ expiresAt: { $lt: now } });
+      await blobs.deleteOrphanFiles(new Date(now.getTime() - 60_000));
+      return removed;
+    },
+  };
+}
+
+export type StagingRepository = ReturnType<typeof stagingRepository>;
