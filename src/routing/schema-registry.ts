@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { AppError } from '../domain/errors';
 import { FIELDS_ITEM_KIND } from '../domain/issuance';
+import { callbackRouteSchema } from './callback-routes';
 
 /**
  * The schema registry (`config/schemas.yaml`): per schemaId, the sensitive item kinds that may be
@@ -14,8 +15,8 @@ const kind = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'item kinds are lowercas
 const schemaEntry = z.strictObject({
   description: z.string().max(500).optional(),
   allowedItemKinds: z.array(kind).min(1),
-  // Callback routing settings; shape owned by the authorization pipeline.
-  callback: z.record(z.string(), z.unknown()).optional(),
+  // Callback routing (src/routing/callback-routes.ts); absent means authorizations stay unrouted.
+  callback: callbackRouteSchema.optional(),
 });
 
 const registryFile = z.strictObject({

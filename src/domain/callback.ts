@@ -1,0 +1,69 @@
+import { createHmac } from 'node:crypto';
+import { z } from 'zod';
+import type { CallbackPayload } from './authorization';
+import { AppError } from './errors';
+import { didSchema } from './issuance-request';
+
+/**
+ * The callback payload as it arrives from the platform, validated at the edge, and the keyed ids
+ * derived from its dedup key (userId, verifierDid, schemaId).
+ */
+
+/** Printable ASCII only: no control characters, no whitespace, nothing a query language treats specially. */
+const identifier = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'letters, digits, . _ : - (max 128)');
+
+export const callbackPayloadSchema = z.strictObject({
+  userId: identifier,
+  verifierDid: didSchema,
+  schemaId: identifier,
+});
+
+/** The callback body is small; anything bigger is not a callback. */
+export const CALLBACK_MAX_BODY_BYTES = 4 * 1024;
+
+/** Turns the parsed JSON (already signature-checked) into a payload, or a 400 AppError with a code. */
+export function parseCallbackPayload(body: unknown): CallbackPayload {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new AppError('INVALID_BODY', 'the body must be a JSON object', 400);
+  }
+  // Own keys only: `__proto__` parsed by JSON.parse is an own key, and is refused like any unknown key.
+  const parsed = callbackPayloadSchema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  if (issue.code === 'unrecognized_keys') {
+    const field = issue.keys[0] ?? '';
+    return reject('UNKNOWN_FIELD', `unknown field "${field}"`, field);
+  }
+  const field = issue.path.map(String).join('.');
+  const value = (body as Record<string, unknown>)[field];
+  if (value === undefined) return reject('MISSING_FIELD', `"${field}" is required`, field);
+  if (typeof value !== 'string') return reject('INVALID_FIELD', `"${field}" must be a string`, field);
+  return reject('INVALID_FIELD', `${field}: ${issue.message}`, field);
+}
+
+function reject(code: string, message: string, field: string): never {
+  throw new AppError(code, message, 400, { field });
+}
+
+function keyedHash(secret: string, parts: readonly string[]): string {
+  const mac = createHmac('sha256', secret);
+  // length-prefixed, so ('ab','c') and ('a','bc') differ
+  for (const part of parts) mac.update(`${Buffer.byteLength(part)}:${part};`);
+  return mac.digest().subarray(0, 18).toString('base64url');
+}
+
+/** The authorization id: a keyed hash of the dedup key, stable across deliveries and processes. */
+export function authorizationIdFor(secret: string, payload: CallbackPayload): string {
+  return `auth_${keyedHash(secret, ['authorization', payload.userId, payload.verifierDid, payload.schemaId])}`;
+}
+
+/** Temporal stores workflow ids in plain text: the id carries only the keyed hash. */
+export function authorizationWorkflowId(authorizationId: string): string {
+  return `authorization-${authorizationId}`;
+}
+
+export const AUTHORIZATION_ID_PATTERN = /^auth_[A-Za-z0-9_-]{24}$/;

@@ -1,0 +1,204 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { CompactSign, compactVerify, createRemoteJWKSet, errors as joseErrors, type KeyLike } from 'jose';
+import { Webhook } from 'standardwebhooks';
+import { AppError } from '../domain/errors';
+
+/**
+ * Callback signature verification, on the raw body, behind one interface. The platform has not
+ * documented how it signs callbacks (air-cak-platform.md §9.1), so the scheme is a setting
+ * (CALLBACK_SIGNATURE_SCHEME) and each scheme is one small class. Every failure is a 401 AppError
+ * with a code, except "cannot fetch the platform's keys", which is a 503 (the platform retries).
+ */
+
+export type CallbackSignatureScheme = 'standard-webhooks' | 'jws-es256';
+
+export interface CallbackSignatureVerifier {
+  readonly scheme: CallbackSignatureScheme;
+  /** Resolves when `rawBody` carries a valid, fresh signature; throws an AppError otherwise. */
+  verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void>;
+}
+
+export const SignatureErrorCode = {
+  Missing: 'SIGNATURE_MISSING',
+  Malformed: 'SIGNATURE_MALFORMED',
+  Invalid: 'SIGNATURE_INVALID',
+  Stale: 'SIGNATURE_TIMESTAMP_STALE',
+  Future: 'SIGNATURE_TIMESTAMP_FUTURE',
+  UnknownKey: 'SIGNATURE_KEY_UNKNOWN',
+  KeysUnavailable: 'SIGNATURE_KEYS_UNAVAILABLE',
+} as const;
+
+function fail(code: string, message: string, status = 401): never {
+  throw new AppError(code, message, status);
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? undefined : value; // a repeated signature header is refused, not merged
+}
+
+function checkTimestamp(seconds: number, toleranceSeconds: number, now = Date.now()): void {
+  const nowSeconds = Math.floor(now / 1000);
+  if (nowSeconds - seconds > toleranceSeconds) fail(SignatureErrorCode.Stale, 'signature timestamp is too old');
+  if (seconds - nowSeconds > toleranceSeconds) fail(SignatureErrorCode.Future, 'signature timestamp is in the future');
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+// ---------------------------------------------------------------------------------------------
+// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> [v1,<b64>...]`,
+// HMAC-SHA256 over `id.timestamp.body`. The `standardwebhooks` library computes the HMAC; we do
+// the checks around it ourselves because its `verify` takes one secret, a fixed 5-minute window
+// and a lenient `parseInt` of the timestamp.
+
+const WEBHOOK_ID = /^[\x21-\x7e]{1,256}$/;
+const WEBHOOK_TIMESTAMP = /^\d{1,12}$/;
+const MAX_SIGNATURE_HEADER = 4096;
+
+export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
+  readonly scheme = 'standard-webhooks' as const;
+  private readonly hooks: Webhook[];
+
+  constructor(
+    secrets: readonly string[],
+    private readonly toleranceSeconds: number,
+  ) {
+    if (secrets.length === 0) throw new Error('standard-webhooks needs at least one secret');
+    this.hooks = secrets.map((s) => new Webhook(s));
+  }
+
+  verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void> {
+    const id = header(headers, 'webhook-id');
+    const timestamp = header(headers, 'webhook-timestamp');
+    const signatures = header(headers, 'webhook-signature');
+    if (!id || !timestamp || !signatures)
+      fail(SignatureErrorCode.Missing, 'webhook-id, -timestamp and -signature are required');
+    if (!WEBHOOK_ID.test(id) || !WEBHOOK_TIMESTAMP.test(timestamp) || signatures.length > MAX_SIGNATURE_HEADER) {
+      fail(SignatureErrorCode.Malformed, 'malformed signature headers');
+    }
+    let body: string;
+    try {
+      body = utf8.decode(rawBody);
+    } catch {
+      fail(SignatureErrorCode.Invalid, 'body is not UTF-8, so it cannot match a signature');
+    }
+    const seconds = Number(timestamp);
+    const passed = signatures
+      .split(' ')
+      .map((entry) => entry.split(','))
+      .filter(([version, sig]) => version === 'v1' && sig !== undefined)
+      .map(([, sig]) => Buffer.from(sig!, 'utf8'));
+    let matched = false;
+    for (const hook of this.hooks) {
+      const expected = Buffer.from(hook.sign(id, new Date(seconds * 1000), body).slice(3), 'utf8');
+      // Constant-time per comparison; we keep looping after a match so timing does not tell which secret matched.
+      for (const sig of passed) if (sig.length === expected.length && timingSafeEqual(sig, expected)) matched = true;
+    }
+    if (!matched) fail(SignatureErrorCode.Invalid, 'no matching signature');
+    checkTimestamp(seconds, this.toleranceSeconds);
+    return Promise.resolve();
+  }
+}
+
+/** Signs like the platform would (emulator, tests, bench): the three Standard Webhooks headers. */
+export function signStandardWebhook(
+  secret: string,
+  body: string,
+  options: { id: string; timestamp?: Date },
+): Record<string, string> {
+  const timestamp = options.timestamp ?? new Date();
+  return {
+    'webhook-id': options.id,
+    'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+    'webhook-signature': new Webhook(secret).sign(options.id, timestamp, body),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// jws-es256: a detached compact JWS (RFC 7515 appendix F) over the raw body in `x-jws-signature`,
+// `<b64url(protected)>..<b64url(signature)>`, protected header `{alg: ES256, kid, iat}`. Keys come
+// from the platform's JWKS URL, cached, refetched when a `kid` is unknown (jose's remote JWK set).
+
+export const JWS_SIGNATURE_HEADER = 'x-jws-signature';
+const DETACHED_JWS = /^([A-Za-z0-9_-]{1,2048})\.\.([A-Za-z0-9_-]{1,512})$/;
+
+export class JwsEs256Verifier implements CallbackSignatureVerifier {
+  readonly scheme = 'jws-es256' as const;
+  private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
+
+  constructor(
+    jwksUrl: string,
+    private readonly toleranceSeconds: number,
+  ) {
+    this.jwks = createRemoteJWKSet(new URL(jwksUrl), {
+      timeoutDuration: 5_000,
+      cooldownDuration: 10_000, // refetch on an unknown kid at most every 10 s
+      cacheMaxAge: 10 * 60_000,
+    });
+  }
+
+  async verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void> {
+    const value = header(headers, JWS_SIGNATURE_HEADER);
+    if (!value) fail(SignatureErrorCode.Missing, `${JWS_SIGNATURE_HEADER} is required`);
+    const match = DETACHED_JWS.exec(value);
+    if (!match) fail(SignatureErrorCode.Malformed, `${JWS_SIGNATURE_HEADER} is not a detached compact JWS`);
+    const jws = `${match[1]}.${rawBody.toString('base64url')}.${match[2]}`;
+    let iat: unknown;
+    try {
+      const { protectedHeader } = await compactVerify(jws, this.jwks, { algorithms: ['ES256'] });
+      iat = protectedHeader.iat;
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSNoMatchingKey)
+        fail(SignatureErrorCode.UnknownKey, 'no platform key has this kid');
+      if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || isFetchFailure(err)) {
+        fail(SignatureErrorCode.KeysUnavailable, 'platform signing keys are unavailable; retry later', 503);
+      }
+      fail(SignatureErrorCode.Invalid, 'signature does not verify');
+    }
+    if (typeof iat !== 'number' || !Number.isInteger(iat))
+      fail(SignatureErrorCode.Malformed, 'protected header needs an integer iat');
+    checkTimestamp(iat, this.toleranceSeconds);
+  }
+}
+
+function isFetchFailure(err: unknown): boolean {
+  return err instanceof TypeError || (err instanceof Error && /fetch|ECONNREFUSED|Expected 200 OK/i.test(err.message));
+}
+
+/** Signs like the platform might (emulator, tests): the detached JWS header. */
+export async function signJwsEs256(
+  privateKey: KeyLike | Uint8Array,
+  kid: string,
+  body: string,
+  iat = Math.floor(Date.now() / 1000),
+): Promise<Record<string, string>> {
+  const compact = await new CompactSign(new TextEncoder().encode(body))
+    .setProtectedHeader({ alg: 'ES256', kid, iat })
+    .sign(privateKey);
+  const [protectedPart, , signature] = compact.split('.');
+  return { [JWS_SIGNATURE_HEADER]: `${protectedPart}..${signature}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface CallbackSignatureSettings {
+  CALLBACK_SIGNATURE_SCHEME: CallbackSignatureScheme;
+  CALLBACK_SECRETS: string;
+  CALLBACK_TOLERANCE_SECONDS: number;
+  PLATFORM_JWKS_URL: string;
+}
+
+export function parseSecrets(value: string): string[] {
+  return value.split(/[ ,]+/).filter((s) => s.length > 0);
+}
+
+/** The one place the setting picks the scheme. */
+export function callbackSignatureVerifier(settings: CallbackSignatureSettings): CallbackSignatureVerifier {
+  switch (settings.CALLBACK_SIGNATURE_SCHEME) {
+    case 'standard-webhooks':
+      return new StandardWebhooksVerifier(parseSecrets(settings.CALLBACK_SECRETS), settings.CALLBACK_TOLERANCE_SECONDS);
+    case 'jws-es256':
+      return new JwsEs256Verifier(settings.PLATFORM_JWKS_URL, settings.CALLBACK_TOLERANCE_SECONDS);
+  }
+}
