@@ -1,25 +1,154 @@
 import type { Server } from 'node:http';
-import express from 'express';
+import express, { type Express, type ErrorRequestHandler } from 'express';
+import { z } from 'zod';
 import { loadConfig, type Config } from '../config';
+import { didSchema } from '../domain/issuance-request';
+import type { CakCurve } from '../domain/issuance';
 import { createLogger } from '../observability/logger';
+import { deriveCakKeyPair, type CakTriple } from './cak-keys';
+import { PartnerAuthError, partnerVerifier } from './partner-auth';
 
 /**
  * A local stand-in for the AIR Credential platform, the embedded default when AIR_PLATFORM_URL is
  * not set. Never run it in production: it derives CAK key pairs from a local secret.
+ *
+ *   POST /v1/credentials/issue   issueCredential over HTTP (x-partner-auth, scope "issue") -> {cakPublicKey}
+ *   POST /emulator/verifier/cak-private-key   the private half, as the verification SDK would hand
+ *                                a consented Verifier (emulator only)
  */
-export async function startEmulator(config: Config): Promise<{ server: Server; url: string; close(): Promise<void> }> {
-  const log = createLogger({ level: config.LOG_LEVEL, name: 'emulator' });
+
+export interface EmulatorOptions {
+  partnerId: string;
+  jwksUrl: string;
+  masterSecret: string;
+  /** issuance programs: credentialId -> schemaId */
+  programs: Record<string, string>;
+}
+
+export interface EmulatorControls {
+  registerProgram(credentialId: string, schemaId: string): void;
+  /** the private key a consented Verifier would receive from the verification SDK */
+  cakPrivateKey(triple: CakTriple, curve: CakCurve): string;
+  cakPublicKey(triple: CakTriple, curve: CakCurve): string;
+  /** answer the next `count` issue calls with `status` (fault injection for tests) */
+  failNextIssues(count: number, status: number): void;
+  /** issue calls answered so far (after authentication) */
+  issueCalls(): number;
+}
+
+const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/);
+const curveSchema = z.enum(['secp256r1', 'secp256k1']);
+const issueBody = z.strictObject({
+  issuerDid: didSchema,
+  credentialId: identifier,
+  credentialSubject: z.record(z.string(), z.unknown()),
+  curve: curveSchema.default('secp256r1'),
+  waitForOnchainCompletion: z.boolean().optional(),
+});
+const privateKeyBody = z.strictObject({
+  userId: identifier,
+  issuerDid: didSchema,
+  schemaId: identifier,
+  curve: curveSchema,
+});
+
+export function parsePrograms(spec: string): Record<string, string> {
+  return Object.fromEntries(spec.split(',').map((pair) => pair.split('=') as [string, string]));
+}
+
+export function createEmulatorApp(options: EmulatorOptions): { app: Express; controls: EmulatorControls } {
+  const programs = new Map(Object.entries(options.programs));
+  const verify = partnerVerifier({ partnerId: options.partnerId, jwksUrl: options.jwksUrl });
+  const faults: number[] = [];
+  let calls = 0;
+  const controls: EmulatorControls = {
+    registerProgram: (credentialId, schemaId) => void programs.set(credentialId, schemaId),
+    cakPrivateKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).privateKey,
+    cakPublicKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).publicKey,
+    failNextIssues: (count, status) => faults.push(...Array.from({ length: count }, () => status)),
+    issueCalls: () => calls,
+  };
+
   const app = express();
   app.disable('x-powered-by');
+  app.use(express.json({ limit: '64kb' }));
+  const platformError = (res: express.Response, status: number, message: string, code?: string) =>
+    res.status(status).json({ error: status, message, ...(code ? { code } : {}) });
+
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', emulator: true });
   });
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.EMULATOR_PORT, config.EMULATOR_HOST, () => resolve(s)).once('error', reject);
+
+  app.post('/v1/credentials/issue', async (req, res) => {
+    let partner;
+    try {
+      partner = await verify(req.get('x-partner-auth'), 'issue');
+    } catch (err) {
+      if (err instanceof PartnerAuthError) return platformError(res, err.status, err.message, err.code);
+      throw err;
+    }
+    calls += 1;
+    const fault = faults.shift();
+    if (fault !== undefined) return platformError(res, fault, 'injected fault');
+    const body = issueBody.safeParse(req.body);
+    if (!body.success) return platformError(res, 400, `invalid request: ${body.error.issues[0]?.path.join('.')}`);
+    if (!partner.sub) return platformError(res, 401, 'no user session (sub) in the partner token', 'USER_MISMATCH');
+    const schemaId = programs.get(body.data.credentialId);
+    if (!schemaId) return platformError(res, 404, 'unknown issuer DID or program');
+    const triple = { userId: partner.sub, issuerDid: body.data.issuerDid, schemaId };
+    return res.json({ success: true, cakPublicKey: controls.cakPublicKey(triple, body.data.curve) });
   });
-  const url = `http://${config.EMULATOR_HOST}:${config.EMULATOR_PORT}`;
+
+  app.post('/emulator/verifier/cak-private-key', (req, res) => {
+    const body = privateKeyBody.safeParse(req.body);
+    if (!body.success) return platformError(res, 400, 'expected {userId, issuerDid, schemaId, curve}');
+    const { curve, ...triple } = body.data;
+    return res.json({ cakPrivateKey: controls.cakPrivateKey(triple, curve) });
+  });
+
+  const onError: ErrorRequestHandler = (err: { status?: number }, _req, res, _next) => {
+    const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
+    platformError(res, status, status === 500 ? 'internal error' : 'bad request');
+  };
+  app.use(onError);
+  return { app, controls };
+}
+
+export interface EmulatorHandle {
+  server: Server;
+  url: string;
+  controls: EmulatorControls;
+  close(): Promise<void>;
+}
+
+export async function startEmulator(
+  config: Config,
+  overrides: { port?: number; jwksUrl?: string } = {},
+): Promise<EmulatorHandle> {
+  const log = createLogger({ level: config.LOG_LEVEL, name: 'emulator' });
+  const { app, controls } = createEmulatorApp({
+    partnerId: config.PARTNER_ID,
+    jwksUrl: overrides.jwksUrl ?? config.EMULATOR_JWKS_URL,
+    masterSecret: config.EMULATOR_MASTER_SECRET,
+    programs: parsePrograms(config.EMULATOR_PROGRAMS),
+  });
+  const port = overrides.port ?? config.EMULATOR_PORT;
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(port, config.EMULATOR_HOST, () => resolve(s)).once('error', reject);
+  });
+  const address = server.address();
+  const url = `http://${config.EMULATOR_HOST}:${typeof address === 'object' && address ? address.port : port}`;
   log.info({ url }, 'AIR platform emulator listening');
-  return { server, url, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    server,
+    url,
+    controls,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 if (require.main === module) {
