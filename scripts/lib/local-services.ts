@@ -90,9 +90,11 @@ function buildTemporal(paths: Paths, say: Say): string {
   const bin = resolve(paths.toolsDir, 'bin');
   say(`temporal: building github.com/temporalio/cli ${TEMPORAL_CLI_VERSION} with go install into ${bin}`);
   say('temporal: first build only; it takes 3-6 minutes on 2 cores. Later runs reuse the binary.');
+  const started = Date.now();
   run(go, ['install', `github.com/temporalio/cli/cmd/temporal@${TEMPORAL_CLI_VERSION}`], {
     env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0' },
   });
+  say(`temporal: built in ${Math.round((Date.now() - started) / 1000)} s`);
   return join(bin, 'temporal');
 }
 
@@ -107,6 +109,7 @@ function buildFerretDb(paths: Paths, say: Say): string {
   const src = resolve(paths.toolsDir, 'src', `ferretdb-${FERRETDB_VERSION}`);
   say(`ferretdb: building github.com/FerretDB/FerretDB ${FERRETDB_VERSION} from the Go module proxy into ${bin}`);
   say('ferretdb: first build only; it takes 1-3 minutes on 2 cores.');
+  const started = Date.now();
   const downloaded = JSON.parse(
     run(go, ['mod', 'download', '-json', `github.com/FerretDB/FerretDB@${FERRETDB_VERSION}`], {}),
   ) as { Dir?: string };
@@ -121,6 +124,7 @@ function buildFerretDb(paths: Paths, say: Say): string {
     env: { ...process.env, CGO_ENABLED: '0' },
   });
   rmSync(src, { recursive: true, force: true });
+  say(`ferretdb: built in ${Math.round((Date.now() - started) / 1000)} s`);
   return join(bin, 'ferretdb');
 }
 

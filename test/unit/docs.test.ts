@@ -19,7 +19,7 @@ describe('README', () => {
 
   it('documents every configuration variable, and no other', () => {
     const table = section(readme, 'Configuration');
-    const documented = [...table.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
+    const documented = [...table.matchAll(/^\|\s*`([A-Z0-9_]+)`\s*\|/gm)].map((m) => m[1]);
     expect([...documented].sort()).toEqual(Object.keys(configSchema.shape).sort());
   });
 
