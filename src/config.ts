@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { keyringSpecError } from './crypto/keyring';
 
 /**
  * Every environment variable the service reads, validated in one place.
@@ -21,6 +22,15 @@ const DEV_SIGNED_URL_SECRET = 'cak-dev-signed-url-secret-not-for-production';
 const DEV_NOTIFY_SECRET = 'whsec_Y2FrLWRldi1ub3RpZnktc2VjcmV0LW5vdC1mb3ItcHJvZA==';
 /** Callback / Verifier-access variables production must set (CALLBACK_SECRETS only for standard-webhooks). */
 const CALLBACK_PRODUCTION_REQUIRED = ['ADMIN_TOKENS', 'SIGNED_URL_SECRET', 'NOTIFY_SECRET'] as const;
+// --- Crypto (issue 3): dev-only keys, public on purpose. Never valid in production.
+const DEV_MANAGED_KEYS = 'dev-insecure-1:73pPxgOCHWPQFRa4DiO0svaX3JvZROvvMXkLCEwvlUA=';
+const DEV_CODEC_KEYS = 'dev-insecure-1:DS8RQmsrVpBghklk9y/ne+YRdmBqwTbnKavV2jcCI6E=';
+export const DEV_CODEC_AUTH_TOKEN = 'cak-dev-codec-token-not-for-production';
+const CRYPTO_PRODUCTION_REQUIRED = ['CAK_MANAGED_KEYS', 'CAK_CODEC_KEYS', 'CODEC_AUTH_TOKENS'] as const;
+const keyringSpec = z.string().superRefine((spec, ctx) => {
+  const error = keyringSpecError(spec);
+  if (error !== null) ctx.addIssue({ code: 'custom', message: error });
+});
 /** Variables production must set explicitly (their dev defaults are public). */
 const PRODUCTION_REQUIRED = ['API_KEYS', 'PARTNER_ID', 'PARTNER_SIGNING_KEYS', 'ID_HMAC_SECRET'] as const;
 
@@ -156,6 +166,29 @@ export const configSchema = z.object({
     .default(DEV_NOTIFY_SECRET),
   /** An unrouted or no-data authorization waits this long for an operator's re-drive before its run ends. */
   AUTHORIZATION_REDRIVE_WINDOW_HOURS: z.coerce.number().int().min(1).default(720),
+
+  // --- Crypto (issue 3): the outer-layer keyring, the Temporal payload codec keyring and the codec
+  // endpoint. Dev defaults are public (kid `dev-insecure-1`); production must set all of
+  // CRYPTO_PRODUCTION_REQUIRED and may not use a `dev-insecure` key id. See docs/crypto.md.
+  /** Issuer-managed outer layer keys, `kid:base64(32 bytes)` comma-separated; the FIRST is active. */
+  CAK_MANAGED_KEYS: keyringSpec.default(DEV_MANAGED_KEYS),
+  /** Temporal payload codec keys, same format; the FIRST is active. */
+  CAK_CODEC_KEYS: keyringSpec.default(DEV_CODEC_KEYS),
+  /** Bearer tokens accepted by the codec endpoint (/codec), comma-separated, 16+ characters each. */
+  CODEC_AUTH_TOKENS: z
+    .string()
+    .regex(
+      /^[\x21-\x2b\x2d-\x7e]{16,}(,[\x21-\x2b\x2d-\x7e]{16,})*$/,
+      'expected token[,token...], 16+ printable characters each',
+    )
+    .default(DEV_CODEC_AUTH_TOKEN)
+    .transform((v) => v.split(',')),
+  /** Browser origins allowed to call the codec endpoint (the Temporal Web UI), comma-separated. */
+  CODEC_ALLOWED_ORIGINS: z
+    .string()
+    .regex(/^https?:\/\/[^\s,/]+(,https?:\/\/[^\s,/]+)*$/, 'expected scheme://host[:port][,...]')
+    .default('http://127.0.0.1:8233,http://localhost:8233')
+    .transform((v) => v.split(',')),
 });
 
 type RawConfig = z.infer<typeof configSchema>;
@@ -210,6 +243,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (missing.length > 0) {
       throw new ConfigError(missing.map((variable) => ({ variable, message: 'required in production' })));
     }
+  }
+  // --- Crypto (issue 3): production brings its own keys and tokens, never the public dev ones.
+  if (c.NODE_ENV === 'production') {
+    const issues = [
+      ...CRYPTO_PRODUCTION_REQUIRED.filter((name) => present[name] === undefined).map((variable) => ({
+        variable,
+        message: 'required in production',
+      })),
+      ...(['CAK_MANAGED_KEYS', 'CAK_CODEC_KEYS'] as const)
+        .filter((name) => present[name] !== undefined && c[name].includes('dev-insecure'))
+        .map((variable) => ({ variable, message: 'dev-insecure keys are not allowed in production' })),
+    ];
+    if (issues.length > 0) throw new ConfigError(issues);
   }
   return {
     ...c,

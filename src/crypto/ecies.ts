@@ -1,0 +1,244 @@
+import { createCipheriv, createDecipheriv, createECDH, createHmac, randomFillSync, type ECDH } from 'node:crypto';
+import {
+  NOBLE,
+  NODE_CURVE,
+  CryptoError,
+  bigIntToBytes,
+  bytesToBigInt,
+  checkScalar,
+  pointMath,
+  validatePointBytes,
+  type CakPrivateKey,
+  type CakPublicKey,
+  type Curve,
+} from './keys';
+
+/**
+ * "cak-ecies-v1", one profile for both curves (docs/crypto.md):
+ *
+ *   package = ephemeral public key (65 B, uncompressed) || nonce (16 B) || tag (16 B) || ciphertext
+ *   key     = HKDF-SHA256(ikm = ephemeral public key || shared point, both uncompressed; no salt, no info; 32 B)
+ *   cipher  = AES-256-GCM, no associated data
+ *
+ * On secp256k1 this is byte for byte what eciesjs 0.5 (default config) writes and reads.
+ */
+
+export const EPHEMERAL_LENGTH = 65;
+export const NONCE_LENGTH = 16;
+export const TAG_LENGTH = 16;
+export const ECIES_OVERHEAD = EPHEMERAL_LENGTH + NONCE_LENGTH + TAG_LENGTH;
+/** The largest item the issuer encrypts (architecture: items up to 25 MB each). */
+export const MAX_ITEM_BYTES = 25 * 1024 * 1024;
+
+const CHUNK_BYTES = 1024 * 1024;
+
+export function eciesEncrypt(publicKey: CakPublicKey, plaintext: Uint8Array): Buffer {
+  const { ecdh, next } = ephemeralEcdh(publicKey.curve);
+  const ephemeral = ecdh.generateKeys();
+  const shared = encryptSharedPoint(publicKey, ecdh, ephemeral, next);
+  return seal(ephemeral, shared, randomFillSync(Buffer.allocUnsafe(NONCE_LENGTH)), plaintext);
+}
+
+/**
+ * Deterministic encryption for the committed test vectors only: a fixed ephemeral scalar and
+ * nonce make the output reproducible. Never use it for real data (a reused ephemeral key and
+ * nonce would expose the plaintext).
+ */
+export function eciesEncryptForTestVector(
+  publicKey: CakPublicKey,
+  plaintext: Uint8Array,
+  fixed: { ephemeralScalar: Buffer; nonce: Buffer },
+): Buffer {
+  const ecdh = createECDH(NODE_CURVE[publicKey.curve]);
+  ecdh.setPrivateKey(checkScalar(fixed.ephemeralScalar, publicKey.curve));
+  const ephemeral = ecdh.getPublicKey();
+  const shared = encryptSharedPoint(publicKey, ecdh, ephemeral, createECDH(NODE_CURVE[publicKey.curve]));
+  return seal(ephemeral, shared, fixed.nonce, plaintext);
+}
+
+export function eciesDecrypt(privateKey: CakPrivateKey, pkg: Uint8Array): Buffer {
+  const { curve } = privateKey;
+  if (pkg.length < ECIES_OVERHEAD) {
+    throw new CryptoError('CIPHERTEXT_TOO_SHORT', `package must be at least ${ECIES_OVERHEAD} bytes`);
+  }
+  const bytes = Buffer.from(pkg.buffer, pkg.byteOffset, pkg.length);
+  const ephemeral = bytes.subarray(0, EPHEMERAL_LENGTH);
+  let ephemeralPlusG: Buffer | null;
+  try {
+    if (ephemeral[0] !== 0x04) throw new Error('compressed ephemeral key');
+    validatePointBytes(ephemeral, curve);
+    ephemeralPlusG = addGenerator(curve, ephemeral);
+  } catch {
+    throw new CryptoError('CIPHERTEXT_INVALID', 'package does not start with a valid ephemeral public key');
+  }
+  const ecdh = createECDH(NODE_CURVE[curve]);
+  ecdh.setPrivateKey(checkScalar(privateKey.scalar, curve));
+  const shared = sharedPointPlusOwn(curve, ecdh, ecdh.getPublicKey(), ephemeral, ephemeralPlusG);
+  return open(ephemeral, shared, bytes.subarray(EPHEMERAL_LENGTH));
+}
+
+/** Full ECDH shared point (65 bytes, uncompressed): the same code path ECIES uses. */
+export function ecdhSharedPoint(privateKey: CakPrivateKey, publicKey: CakPublicKey): Buffer {
+  if (privateKey.curve !== publicKey.curve) throw new CryptoError('KEY_WRONG_CURVE', 'keys are on different curves');
+  const ecdh = createECDH(NODE_CURVE[privateKey.curve]);
+  ecdh.setPrivateKey(checkScalar(privateKey.scalar, privateKey.curve));
+  const peer = recipientPoints(publicKey);
+  return sharedPointPlusOwn(privateKey.curve, ecdh, ecdh.getPublicKey(), peer.point, peer.plusG);
+}
+
+const ZERO_SALT = Buffer.alloc(32);
+const FIRST_BLOCK = Buffer.from([0x01]);
+
+/** HKDF-SHA256 (RFC 5869) with no salt (= 32 zero bytes), no info, L = 32: one expand block. */
+function deriveKey(ephemeral: Buffer, shared: Buffer): Buffer {
+  const prk = createHmac('sha256', ZERO_SALT).update(ephemeral).update(shared).digest();
+  return createHmac('sha256', prk).update(FIRST_BLOCK).digest();
+}
+
+function seal(ephemeral: Buffer, shared: Buffer, nonce: Buffer, plaintext: Uint8Array): Buffer {
+  if (plaintext.length > MAX_ITEM_BYTES) {
+    throw new CryptoError('PLAINTEXT_TOO_LARGE', `an item is at most ${MAX_ITEM_BYTES} bytes`);
+  }
+  // One output buffer, written in place: a 25 MB item costs its own size once more, not twice.
+  const out = Buffer.allocUnsafe(ECIES_OVERHEAD + plaintext.length);
+  ephemeral.copy(out, 0);
+  nonce.copy(out, EPHEMERAL_LENGTH);
+  const cipher = createCipheriv('aes-256-gcm', deriveKey(ephemeral, shared), nonce, { authTagLength: TAG_LENGTH });
+  let written = ECIES_OVERHEAD;
+  for (let i = 0; i < plaintext.length; i += CHUNK_BYTES) {
+    written += cipher.update(plaintext.subarray(i, i + CHUNK_BYTES)).copy(out, written);
+  }
+  written += cipher.final().copy(out, written);
+  if (written !== out.length) throw new Error('AES-GCM output length mismatch');
+  cipher.getAuthTag().copy(out, EPHEMERAL_LENGTH + NONCE_LENGTH);
+  return out;
+}
+
+function open(ephemeral: Buffer, shared: Buffer, body: Buffer): Buffer {
+  const nonce = body.subarray(0, NONCE_LENGTH);
+  const tag = body.subarray(NONCE_LENGTH, NONCE_LENGTH + TAG_LENGTH);
+  const ciphertext = body.subarray(NONCE_LENGTH + TAG_LENGTH);
+  const decipher = createDecipheriv('aes-256-gcm', deriveKey(ephemeral, shared), nonce, { authTagLength: TAG_LENGTH });
+  decipher.setAuthTag(tag);
+  const out = Buffer.allocUnsafe(ciphertext.length);
+  let written = 0;
+  try {
+    for (let i = 0; i < ciphertext.length; i += CHUNK_BYTES) {
+      written += decipher.update(ciphertext.subarray(i, i + CHUNK_BYTES)).copy(out, written);
+    }
+    written += decipher.final().copy(out, written);
+  } catch {
+    out.fill(0); // never hand out unauthenticated plaintext, not even by accident
+    throw new CryptoError('CIPHERTEXT_INVALID', 'package failed authentication');
+  }
+  return out.subarray(0, written);
+}
+
+/*
+ * The ECDH shared point S = k·B with both coordinates. node:crypto's ECDH returns only x(S), and
+ * x alone cannot tell y from -y. A second native ECDH gives x(S + A) for a point A we know in
+ * full (the "anchor"). With S = (x1, y1), A = (x2, y2), x3 = x(S + A), the chord through S and A
+ * has slope (y2 - y1)/(x2 - x1), so (y2 - y1)^2 = (x3 + x1 + x2)(x2 - x1)^2; with
+ * y1^2 = x1^3 + a·x1 + b this is linear in y1:
+ *
+ *     y1 = (y2^2 + x1^3 + a·x1 + b - (x3 + x1 + x2)(x2 - x1)^2) / (2·y2)
+ *
+ * No square root, no sign to guess. Two anchors are used (docs/crypto.md has the measurements):
+ *   - A = our own public key k·G: x(S + k·G) = x(k·(B + G)), one more ECDH with the same scalar
+ *     on B + G; costs one field inversion per message.
+ *   - A = B: x(S + B) = x((k+1)·B), an ECDH with scalar k + 1; 1/(2·y2) is cached per recipient,
+ *     but node has to derive (k+1)·G, which is cheap on P-256 and slow on secp256k1.
+ * The degenerate cases (x1 = x2, an anchor sum at infinity, k + 1 = n) fall back to the full-point
+ * ECDH of @noble/curves; they need B = ±G or k = ±1.
+ */
+
+interface Anchor {
+  x: bigint;
+  y: bigint;
+  inv2y: bigint;
+}
+
+function anchorOf(curve: Curve, point: Buffer): Anchor {
+  const { Fp } = pointMath(curve);
+  const y = bytesToBigInt(point.subarray(33, 65));
+  return { x: bytesToBigInt(point.subarray(1, 33)), y, inv2y: Fp.inv(Fp.add(y, y)) };
+}
+
+function recoverSharedPoint(curve: Curve, x1Bytes: Buffer, x3Bytes: Buffer, anchor: Anchor): Buffer | null {
+  const { Fp, a, b } = pointMath(curve);
+  const x1 = bytesToBigInt(x1Bytes);
+  const x3 = bytesToBigInt(x3Bytes);
+  if (x1 === anchor.x) return null;
+  const rhs = Fp.add(Fp.add(Fp.mul(Fp.sqr(x1), x1), Fp.mul(a, x1)), b);
+  const chord = Fp.mul(Fp.add(Fp.add(x3, x1), anchor.x), Fp.sqr(Fp.sub(anchor.x, x1)));
+  const y1 = Fp.mul(Fp.sub(Fp.add(Fp.sqr(anchor.y), rhs), chord), anchor.inv2y);
+  if (!Fp.eql(Fp.sqr(y1), rhs)) return null;
+  return Buffer.concat([Buffer.from([0x04]), x1Bytes, bigIntToBytes(y1)]);
+}
+
+function fullPointFallback(curve: Curve, ecdh: ECDH, peer: Buffer): Buffer {
+  return Buffer.from(NOBLE[curve].getSharedSecret(ecdh.getPrivateKey(), peer, false));
+}
+
+/** Anchor = our own public key (`own` = k·G); `peerPlusG` = B + G, or null at infinity. */
+function sharedPointPlusOwn(curve: Curve, ecdh: ECDH, own: Buffer, peer: Buffer, peerPlusG: Buffer | null): Buffer {
+  const x1 = ecdh.computeSecret(peer);
+  const shared =
+    peerPlusG === null ? null : recoverSharedPoint(curve, x1, ecdh.computeSecret(peerPlusG), anchorOf(curve, own));
+  return shared ?? fullPointFallback(curve, ecdh, peer);
+}
+
+/** Encrypt side: `ecdh` holds the ephemeral scalar e, `next` is a spare ECDH object for e + 1. */
+function encryptSharedPoint(publicKey: CakPublicKey, ecdh: ECDH, ephemeral: Buffer, next: ECDH): Buffer {
+  const { curve } = publicKey;
+  const recipient = recipientPoints(publicKey);
+  if (!ANCHOR_ON_RECIPIENT[curve]) return sharedPointPlusOwn(curve, ecdh, ephemeral, recipient.point, recipient.plusG);
+  const x1 = ecdh.computeSecret(recipient.point);
+  const e1 = bytesToBigInt(ecdh.getPrivateKey()) + 1n;
+  let shared: Buffer | null = null;
+  if (e1 < pointMath(curve).n) {
+    next.setPrivateKey(bigIntToBytes(e1));
+    shared = recoverSharedPoint(curve, x1, next.computeSecret(recipient.point), recipient.anchor);
+  }
+  return shared ?? fullPointFallback(curve, ecdh, recipient.point);
+}
+
+/** Which encrypt-side anchor is faster, measured with `npm run bench` (docs/crypto.md). */
+const ANCHOR_ON_RECIPIENT: Record<Curve, boolean> = { secp256r1: true, secp256k1: false };
+
+/** B + G (uncompressed), or null when it is the point at infinity. */
+function addGenerator(curve: Curve, point: Buffer): Buffer | null {
+  const { ProjectivePoint } = pointMath(curve);
+  const sum = ProjectivePoint.fromHex(point).add(ProjectivePoint.BASE);
+  return sum.equals(ProjectivePoint.ZERO) ? null : Buffer.from(sum.toRawBytes(false));
+}
+
+interface RecipientPoints {
+  point: Buffer;
+  plusG: Buffer | null;
+  anchor: Anchor;
+}
+const recipientCache = new WeakMap<CakPublicKey, RecipientPoints>();
+
+/** Validates the recipient key (it may have been built by hand) and caches Q + G per key object. */
+function recipientPoints(publicKey: CakPublicKey): RecipientPoints {
+  const cached = recipientCache.get(publicKey);
+  if (cached && cached.point.equals(publicKey.uncompressed)) return cached;
+  const point = validatePointBytes(publicKey.uncompressed, publicKey.curve);
+  const entry = { point, plusG: addGenerator(publicKey.curve, point), anchor: anchorOf(publicKey.curve, point) };
+  recipientCache.set(publicKey, entry);
+  return entry;
+}
+
+// Two ECDH objects per curve for ephemeral keys (e and e + 1): generateKeys() and setPrivateKey()
+// replace the key each time, and creating an object costs about as much as generating a key.
+// Calls are synchronous, so no two messages ever share an ephemeral key.
+const ephemeralObjects = new Map<Curve, { ecdh: ECDH; next: ECDH }>();
+function ephemeralEcdh(curve: Curve): { ecdh: ECDH; next: ECDH } {
+  let pair = ephemeralObjects.get(curve);
+  if (!pair) {
+    pair = { ecdh: createECDH(NODE_CURVE[curve]), next: createECDH(NODE_CURVE[curve]) };
+    ephemeralObjects.set(curve, pair);
+  }
+  return pair;
+}
