@@ -13,8 +13,22 @@ export interface Keyring {
 const KEY_ID = /^[A-Za-z0-9._-]{1,64}$/;
 const BASE64 = /^[A-Za-z0-9+/]{43}=$/; // exactly 32 bytes, canonical padding
 
-/** Parses "kid1:base64key,kid2:base64key"; the FIRST entry is the active key. */
+const parsed = new Map<string, Keyring>();
+
+/**
+ * Parses "kid1:base64key,kid2:base64key"; the FIRST entry is the active key. The same spec gives
+ * the same (frozen) object, so per-keyring memoization such as dataConverterFor holds across callers.
+ */
 export function parseKeyring(spec: string): Keyring {
+  let keyring = parsed.get(spec);
+  if (!keyring) {
+    keyring = parseKeyringSpec(spec);
+    parsed.set(spec, keyring);
+  }
+  return keyring;
+}
+
+function parseKeyringSpec(spec: string): Keyring {
   const entries = spec
     .split(',')
     .map((e) => e.trim())

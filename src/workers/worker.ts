@@ -1,6 +1,8 @@
 import { createServer } from 'node:http';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { parseKeyring } from '../crypto/keyring';
+import { dataConverterFor } from '../crypto/payload-codec';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
 import { connectDatabase } from '../storage/mongo';
@@ -25,6 +27,7 @@ export async function createWorker(
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: overrides.taskQueue ?? config.TEMPORAL_TASK_QUEUE,
+    dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)), // every payload encrypted (docs/crypto.md)
     ...(overrides.workflowBundle
       ? { workflowBundle: overrides.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig, type Config } from '../../src/config';
+import { parseKeyring } from '../../src/crypto/keyring';
+import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { createWorker, type WorkerHandle } from '../../src/workers/worker';
 import { BUNDLE_PATH } from './global-setup';
 
@@ -22,7 +24,11 @@ export function workflowBundle(): { code: string } {
 
 export async function connectClient(config: Config): Promise<Client> {
   const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  return new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)),
+  });
 }
 
 /** A real worker on a fresh task queue, with the pre-built bundle; shut down within 5 s. */
