@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Binary, GridFSBucket, type Db, type Document, type Filter, type ObjectId } from 'mongodb';
+import { Binary, GridFSBucket, type Db, type Filter, type ObjectId } from 'mongodb';
 
 /**
  * Byte storage shared by the staging and packages collections: one metadata document per blob
@@ -80,7 +80,7 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
 
     /** Deletes every blob matching the filter, bytes first; returns how many metadata documents went. */
     async deleteWhere(filter: Filter<T>): Promise<number> {
-      const docs = await meta.find(filter, { projection: { _id: 1, storage: 1 } as Document }).toArray();
+      const docs = await meta.find(filter, { projection: { _id: 1, storage: 1 } }).toArray();
       for (const doc of docs as unknown as BlobMeta[]) if (doc.storage === 'gridfs') await deleteGridFs(doc._id);
       if (docs.length === 0) return 0;
       const res = await meta.deleteMany({ _id: { $in: docs.map((d) => d._id) } } as Filter<T>);

@@ -7,7 +7,7 @@ import {
   type IssuanceLimits,
 } from '../../src/domain/issuance-request';
 import { parseMultipart } from '../../src/api/multipart';
-import { parseSchemaRegistry } from '../../src/routing/schema-registry';
+import { loadSchemaRegistry, parseSchemaRegistry } from '../../src/routing/schema-registry';
 
 const limits: IssuanceLimits = { maxFileBytes: 1024, maxTotalBytes: 4096, maxFiles: 3 };
 const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('pixels')]);
@@ -129,9 +129,6 @@ describe('schema registry', () => {
     expect(() => parseSchemaRegistry('schemas:\n  kyc:\n    allowed: [fields]\n')).toThrow();
   });
   it('loads the shipped registry', () => {
-    const { loadSchemaRegistry } = jest.requireActual<typeof import('../../src/routing/schema-registry')>(
-      '../../src/routing/schema-registry',
-    );
     expect(loadSchemaRegistry('config/schemas.yaml').schemaIds()).toContain('kyc-basic');
   });
 });

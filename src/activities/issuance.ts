@@ -1,0 +1,198 @@
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Db } from 'mongodb';
+import { eciesEncrypt } from '../crypto/ecies';
+import { CryptoError, parsePublicKey, type CakPublicKey } from '../crypto/keys';
+import type { Keyring } from '../crypto/keyring';
+import { openOuter, outerKeyId, sealOuter } from '../crypto/outer-layer';
+import {
+  IssuanceFailureType,
+  type CakCurve,
+  type IssuanceStep,
+  type ItemDescriptor,
+  type PackageRef,
+  type StoredVersion,
+} from '../domain/issuance';
+import type { PartnerTokenMinter } from '../platform/partner-jwt';
+import { PlatformError, type PlatformClient } from '../platform/client';
+import { issuancesRepository } from '../storage/issuances';
+import { packageIdFor, packagesRepository } from '../storage/packages';
+import { recordsRepository, type RecordIdentity } from '../storage/records';
+import { STAGING_SUBJECT_ITEM_ID, stagingRepository } from '../storage/staging';
+
+export interface IssuanceActivityDeps {
+  db: Db;
+  /** issuer-managed keyring: seals staging entries and the outer layer of packages */
+  managedKeyring: Keyring;
+  platform: PlatformClient;
+  partnerTokens: PartnerTokenMinter;
+  settings: { gridfsThresholdBytes: number; recordVersionsKept: number; stagingTtlMs: number };
+  /** test-only seams (the fault tests pause a worker between encrypt and store, then SIGKILL it) */
+  hooks?: { beforeStore?: (issuanceId: string) => Promise<void> };
+}
+
+/** The outer-layer context of staged items: bound to the issuance so entries cannot be swapped. */
+export function stagingContext(issuanceId: string, itemId: string) {
+  return { recordId: `staging:${issuanceId}`, itemId };
+}
+
+const fail = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
+
+function parseCakKey(key: string, curve: CakCurve): CakPublicKey {
+  try {
+    return parsePublicKey(key, curve);
+  } catch (err) {
+    if (err instanceof CryptoError) {
+      throw fail(IssuanceFailureType.InvalidCakPublicKey, `cakPublicKey is not a valid ${curve} key (${err.code})`);
+    }
+    throw err;
+  }
+}
+
+export function createIssuanceActivities(deps: IssuanceActivityDeps) {
+  const { db, managedKeyring, settings } = deps;
+  const staging = stagingRepository(db, settings.gridfsThresholdBytes);
+  const packages = packagesRepository(db, settings.gridfsThresholdBytes);
+  const records = recordsRepository(db);
+  const issuances = issuancesRepository(db);
+
+  async function readStaged(issuanceId: string, itemId: string): Promise<Buffer> {
+    const sealed = await staging.read(issuanceId, itemId);
+    if (!sealed) throw fail(IssuanceFailureType.StagingMissing, `staged item ${itemId} is gone (expired or shredded)`);
+    return openOuter(managedKeyring, sealed, stagingContext(issuanceId, itemId));
+  }
+
+  return {
+    /** `issue`: validate the client's key for its curve, or get one from the platform's issueCredential. */
+    async obtainCakPublicKey(input: {
+      issuanceId: string;
+      userId: string;
+      issuerDid: string;
+      credentialId: string;
+      curve: CakCurve;
+      cakPublicKey?: string;
+    }): Promise<{ cakPublicKey: string }> {
+      await issuances.setStep(input.issuanceId, 'issue', 'running');
+      let cakPublicKey = input.cakPublicKey;
+      if (cakPublicKey === undefined) {
+        const subject = JSON.parse(
+          (await readStaged(input.issuanceId, STAGING_SUBJECT_ITEM_ID)).toString('utf8'),
+        ) as Record<string, unknown>;
+        const { token } = await deps.partnerTokens.mint({ scope: 'issue', userId: input.userId });
+        try {
+          ({ cakPublicKey } = await deps.platform.issueCredential({
+            authToken: token,
+            issuerDid: input.issuerDid,
+            credentialId: input.credentialId,
+            credentialSubject: subject,
+            curve: input.curve,
+          }));
+        } catch (err) {
+          if (err instanceof PlatformError && !err.retryable) {
+            throw fail(
+              err.code === 'PLATFORM_REJECTED'
+                ? IssuanceFailureType.PlatformRejected
+                : IssuanceFailureType.PlatformResponseInvalid,
+              err.message,
+            );
+          }
+          throw err; // transient: retried with backoff
+        }
+      }
+      parseCakKey(cakPublicKey, input.curve);
+      await issuances.setStep(input.issuanceId, 'issue', 'completed');
+      return { cakPublicKey };
+    },
+
+    /**
+     * `encrypt`: each staged item is ECIES-encrypted to the CAK key (inner layer), sealed under the
+     * issuer-managed key (outer layer), and written as a pending package. Returns references only.
+     */
+    async encryptItems(input: {
+      issuanceId: string;
+      recordId: string;
+      curve: CakCurve;
+      cakPublicKey: string;
+      items: ItemDescriptor[];
+    }): Promise<PackageRef[]> {
+      await issuances.setStep(input.issuanceId, 'encrypt', 'running');
+      const publicKey = parseCakKey(input.cakPublicKey, input.curve);
+      const refs: PackageRef[] = [];
+      for (const item of input.items) {
+        const plaintext = await readStaged(input.issuanceId, item.itemId);
+        const inner = eciesEncrypt(publicKey, plaintext);
+        plaintext.fill(0);
+        const packageId = packageIdFor(input.issuanceId, item.itemId);
+        const sealed = sealOuter(managedKeyring, inner, { recordId: input.recordId, itemId: packageId });
+        const stored = await packages.putPending(input.issuanceId, input.recordId, item.itemId, sealed);
+        refs.push({
+          itemId: item.itemId,
+          kind: item.kind,
+          contentType: item.contentType,
+          packageId,
+          size: stored.size,
+          sha256: stored.sha256,
+          curve: input.curve,
+          keyId: outerKeyId(sealed),
+          storage: stored.storage,
+        });
+        Context.current().heartbeat(item.itemId);
+      }
+      await issuances.setStep(input.issuanceId, 'encrypt', 'completed');
+      return refs;
+    },
+
+    /** `store`: one new record version pointing at the packages; a retry finds the version it wrote. */
+    async storeRecord(input: {
+      issuanceId: string;
+      identity: RecordIdentity;
+      packages: PackageRef[];
+    }): Promise<StoredVersion> {
+      await deps.hooks?.beforeStore?.(input.issuanceId);
+      const heartbeat = () => Context.current().heartbeat();
+      await issuances.setStep(input.issuanceId, 'store', 'running');
+      heartbeat();
+      const present = await packages.count({ issuanceId: input.issuanceId });
+      if (present < input.packages.length) {
+        throw fail(IssuanceFailureType.StagingMissing, 'encrypted packages are gone (swept after the staging TTL)');
+      }
+      const version = await records.addVersion(input.identity, input.issuanceId, input.packages);
+      heartbeat();
+      await packages.commit(input.issuanceId);
+      await records.promote(input.identity, version.version);
+      heartbeat();
+      const superseded = await records.versionsBeyond(input.identity.recordId, settings.recordVersionsKept);
+      if (superseded.length > 0) {
+        await packages.deleteForIssuances(superseded);
+        await records.deleteVersions(superseded);
+      }
+      await issuances.setStep(input.issuanceId, 'store', 'completed', { version: version.version });
+      return { recordId: input.identity.recordId, version: version.version, issuanceId: input.issuanceId };
+    },
+
+    /** `shred staging`: the raw items are no longer needed once the record version exists. */
+    async shredStaging(issuanceId: string): Promise<void> {
+      await staging.shred(issuanceId);
+      await issuances.setStep(issuanceId, 'shred', 'completed');
+    },
+
+    /** A run that cannot finish: shred its staging, drop its uncommitted packages, record why. */
+    async abandonIssuance(input: {
+      issuanceId: string;
+      step: IssuanceStep;
+      failure: { type: string; message: string };
+    }): Promise<void> {
+      await staging.shred(input.issuanceId);
+      await packages.discardPending(input.issuanceId);
+      await issuances.markFailed(input.issuanceId, input.step, input.failure);
+    },
+
+    /** The sweep: staging past its expiry, and pending packages older than the staging TTL. */
+    async sweepStaging(): Promise<{ staging: number; packages: number }> {
+      const now = Date.now();
+      const stagingRemoved = await staging.sweepExpired(new Date(now));
+      const packagesRemoved = await packages.sweepAbandoned(new Date(now - settings.stagingTtlMs));
+      return { staging: stagingRemoved, packages: packagesRemoved };
+    },
+  };
+}

@@ -1,0 +1,195 @@
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import {
+  defineSearchAttributeKey,
+  SearchAttributeType,
+  TypedSearchAttributes,
+  WorkflowIdReusePolicy,
+} from '@temporalio/common';
+import type { Db } from 'mongodb';
+import { CryptoError, parsePublicKey } from '../crypto/keys';
+import type { Keyring } from '../crypto/keyring';
+import { sealOuter } from '../crypto/outer-layer';
+import { stagingContext } from '../activities/issuance';
+import { AppError } from '../domain/errors';
+import { issuanceIdFor, issuanceWorkflowId, recordIdFor } from '../domain/ids';
+import { FIELDS_ITEM_KIND, type IssuanceInput, type ItemDescriptor } from '../domain/issuance';
+import { canonicalJson } from '../domain/safe-json';
+import { requestFingerprint, type IssuanceRequest } from '../domain/issuance-request';
+import type { SchemaRegistry } from '../routing/schema-registry';
+import { issuancesRepository, type IssuanceDoc } from '../storage/issuances';
+import { STAGING_SUBJECT_ITEM_ID, stagingRepository } from '../storage/staging';
+import { issuanceWorkflow } from '../workflows/issuance';
+
+export const CakUserId = defineSearchAttributeKey('CakUserId', SearchAttributeType.KEYWORD);
+export const CakSchemaId = defineSearchAttributeKey('CakSchemaId', SearchAttributeType.KEYWORD);
+export const CakIssuerDid = defineSearchAttributeKey('CakIssuerDid', SearchAttributeType.KEYWORD);
+
+export interface IntakeDeps {
+  db: Db;
+  temporal: Client;
+  taskQueue: string;
+  registry: SchemaRegistry;
+  managedKeyring: Keyring;
+  idSecret: string;
+  stagingTtlMs: number;
+  gridfsThresholdBytes: number;
+}
+
+/**
+ * Accepting an issuance: check what the schema allows and the client's key, record the issuance
+ * (its id is the dedup key), stage the raw items encrypted, start the workflow. Every check comes
+ * before the first write, so a bad request leaves nothing behind. A repeat with the same
+ * Idempotency-Key and the same request returns the first issuance; with another request, 409.
+ */
+export function issuanceIntake(deps: IntakeDeps) {
+  const issuances = issuancesRepository(deps.db);
+  const staging = stagingRepository(deps.db, deps.gridfsThresholdBytes);
+
+  function checkKey(request: IssuanceRequest): void {
+    if (request.cakPublicKey === undefined) return;
+    try {
+      parsePublicKey(request.cakPublicKey, request.curve);
+    } catch (err) {
+      if (!(err instanceof CryptoError)) throw err;
+      throw new AppError('INVALID_CAK_PUBLIC_KEY', `cakPublicKey is not a valid ${request.curve} public key`, 400, {
+        field: 'cakPublicKey',
+        reason: err.code,
+      });
+    }
+  }
+
+  function itemsOf(request: IssuanceRequest): { descriptor: ItemDescriptor; bytes: Buffer }[] {
+    const items = request.files.map((f) => ({
+      descriptor: { itemId: f.kind, kind: f.kind, contentType: f.contentType, size: f.data.length },
+      bytes: f.data,
+    }));
+    if (request.fields && Object.keys(request.fields).length > 0) {
+      const bytes = Buffer.from(canonicalJson(request.fields), 'utf8');
+      items.unshift({
+        descriptor: {
+          itemId: FIELDS_ITEM_KIND,
+          kind: FIELDS_ITEM_KIND,
+          contentType: 'application/json',
+          size: bytes.length,
+        },
+        bytes,
+      });
+    }
+    return items;
+  }
+
+  async function stage(
+    issuanceId: string,
+    request: IssuanceRequest,
+    items: { descriptor: ItemDescriptor; bytes: Buffer }[],
+  ) {
+    const put = (itemId: string, role: 'item' | 'subject', bytes: Uint8Array) =>
+      staging.put(
+        issuanceId,
+        itemId,
+        role,
+        sealOuter(deps.managedKeyring, bytes, stagingContext(issuanceId, itemId)),
+        deps.stagingTtlMs,
+      );
+    await put(STAGING_SUBJECT_ITEM_ID, 'subject', Buffer.from(JSON.stringify(request.credentialSubject), 'utf8'));
+    for (const item of items) await put(item.descriptor.itemId, 'item', item.bytes);
+  }
+
+  async function start(doc: IssuanceDoc, request: IssuanceRequest): Promise<void> {
+    const input: IssuanceInput = {
+      issuanceId: doc._id,
+      recordId: doc.recordId,
+      userId: doc.userId,
+      issuerDid: doc.issuerDid,
+      schemaId: doc.schemaId,
+      credentialId: doc.credentialId,
+      curve: doc.curve,
+      ...(request.cakPublicKey !== undefined ? { cakPublicKey: request.cakPublicKey } : {}),
+      items: doc.items,
+    };
+    try {
+      await deps.temporal.workflow.start(issuanceWorkflow, {
+        taskQueue: deps.taskQueue,
+        workflowId: doc.workflowId,
+        args: [input],
+        workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+        typedSearchAttributes: new TypedSearchAttributes([
+          { key: CakUserId, value: doc.userId },
+          { key: CakSchemaId, value: doc.schemaId },
+          { key: CakIssuerDid, value: doc.issuerDid },
+        ]),
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return; // an earlier attempt started it
+      throw err;
+    }
+  }
+
+  return {
+    async accept(
+      clientId: string,
+      idempotencyKey: string | undefined,
+      request: IssuanceRequest,
+    ): Promise<{ doc: IssuanceDoc; replayed: boolean }> {
+      const items = itemsOf(request);
+      deps.registry.assertItemsAllowed(
+        request.schemaId,
+        items.map((i) => i.descriptor.kind),
+      );
+      checkKey(request);
+      const issuanceId = issuanceIdFor(deps.idSecret, clientId, idempotencyKey);
+      const now = new Date();
+      const candidate: IssuanceDoc = {
+        _id: issuanceId,
+        clientId,
+        fingerprint: requestFingerprint(request),
+        workflowId: issuanceWorkflowId(deps.idSecret, issuanceId),
+        recordId: recordIdFor(deps.idSecret, request.issuerDid, request.userId, request.schemaId),
+        userId: request.userId,
+        issuerDid: request.issuerDid,
+        schemaId: request.schemaId,
+        credentialId: request.credentialId,
+        curve: request.curve,
+        keySource: request.cakPublicKey === undefined ? 'platform' : 'client',
+        items: items.map((i) => i.descriptor),
+        status: 'accepted',
+        intake: 'received',
+        steps: {
+          issue: { state: 'pending' },
+          encrypt: { state: 'pending' },
+          store: { state: 'pending' },
+          shred: { state: 'pending' },
+        },
+        createdAt: now,
+        updatedAt: now,
+      };
+      const { created, doc } = await issuances.create(candidate);
+      if (!created) {
+        if (doc.fingerprint !== candidate.fingerprint) {
+          throw new AppError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request', 409);
+        }
+        if (doc.intake === 'started') return { doc, replayed: true };
+        // An earlier attempt with this key stopped before the workflow start was acknowledged: finish it.
+      }
+      try {
+        await stage(issuanceId, request, items);
+        await start(doc, request);
+      } catch (err) {
+        await staging.shred(issuanceId).catch(() => undefined);
+        throw new AppError(
+          'UNAVAILABLE',
+          'the issuance could not be started; retry with the same Idempotency-Key',
+          503,
+          {
+            cause: err instanceof Error ? err.name : 'unknown',
+          },
+        );
+      }
+      await issuances.markStarted(issuanceId);
+      return { doc: { ...doc, intake: 'started' }, replayed: !created };
+    },
+    get: (issuanceId: string) => issuances.get(issuanceId),
+  };
+}
+
+export type IssuanceIntake = ReturnType<typeof issuanceIntake>;

@@ -1,0 +1,40 @@
+import type { Client } from '@temporalio/client';
+import type { Db } from 'mongodb';
+import type { Config } from '../config';
+import { parseKeyring } from '../crypto/keyring';
+import { platformFromConfig } from '../platform';
+import { loadSchemaRegistry } from '../routing/schema-registry';
+import { recordsRepository } from '../storage/records';
+import type { IssuanceApiDeps } from './app';
+import { parseApiKeys } from './auth';
+import { issuanceIntake } from './issuance-intake';
+
+/** The issuance routes' dependencies from config; `startApi` and the end-to-end tests share it. */
+export function issuanceApiDeps(config: Config, db: Db, temporal: Client): IssuanceApiDeps {
+  const { partnerKeys, partnerTokens } = platformFromConfig(config);
+  return {
+    clients: parseApiKeys(config.API_KEYS),
+    partnerKeys,
+    partnerTokens,
+    records: recordsRepository(db),
+    limits: {
+      maxFileBytes: config.ITEM_MAX_FILE_BYTES,
+      maxTotalBytes: config.ITEM_MAX_TOTAL_BYTES,
+      maxFiles: config.ITEM_MAX_FILES,
+    },
+    rateLimits: {
+      apiPerMinute: config.API_RATE_LIMIT_PER_MINUTE,
+      publicPerMinute: config.PUBLIC_RATE_LIMIT_PER_MINUTE,
+    },
+    intake: issuanceIntake({
+      db,
+      temporal,
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
+      managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
+      idSecret: config.ID_HMAC_SECRET,
+      stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
+      gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
+    }),
+  };
+}

@@ -1,0 +1,188 @@
+import { createHash } from 'node:crypto';
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { BSON, MongoClient, type Db } from 'mongodb';
+import { createApp } from '../../src/api/app';
+import { issuanceApiDeps } from '../../src/api/issuance-wiring';
+import { DEV_API_KEY, type Config } from '../../src/config';
+import { dataConverterFor } from '../../src/crypto/payload-codec';
+import { parseKeyring } from '../../src/crypto/keyring';
+import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
+import { createLogger } from '../../src/observability/logger';
+import { ensureIssuanceIndexes } from '../../src/storage/indexes';
+import type { IssuanceActivityDeps } from '../../src/activities/issuance';
+import { createWorker, type WorkerHandle } from '../../src/workers/worker';
+import { testConfig, uniqueId, workflowBundle } from '../support/temporal';
+
+/**
+ * The whole issuance system in-process, on the real local Temporal and database: the API on a
+ * real port, the AIR emulator (verifying our Partner JWTs against that API's JWKS) on another, and
+ * a real worker on a task queue of its own. Each system uses a database of its own, so tests can
+ * assert on whole collections.
+ */
+export interface IssuanceSystem {
+  config: Config;
+  apiUrl: string;
+  db: Db;
+  mongo: MongoClient;
+  client: Client;
+  emulator: EmulatorHandle;
+  worker?: WorkerHandle;
+  startWorker(hooks?: IssuanceActivityDeps['hooks']): Promise<void>;
+  stopWorker(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const API_KEY_HEADER = { 'x-api-key': DEV_API_KEY };
+
+export async function startIssuanceSystem(
+  env: NodeJS.ProcessEnv = {},
+  options: { worker?: boolean; hooks?: IssuanceActivityDeps['hooks'] } = {},
+): Promise<IssuanceSystem> {
+  const base = testConfig({
+    TEMPORAL_TASK_QUEUE: uniqueId('tq-issuance'),
+    MONGODB_DB: uniqueId('e2e')
+      .slice(0, 40)
+      .replace(/[^A-Za-z0-9_-]/g, '_'),
+    GRIDFS_THRESHOLD_BYTES: String(64 * 1024),
+    API_RATE_LIMIT_PER_MINUTE: '100000',
+    ...env,
+  });
+  const mongo = await MongoClient.connect(base.MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
+  const db = mongo.db(base.MONGODB_DB);
+  await ensureIssuanceIndexes(db);
+  const connection = await Connection.connect({ address: base.TEMPORAL_ADDRESS });
+  const client = new Client({
+    connection,
+    namespace: base.TEMPORAL_NAMESPACE,
+    dataConverter: dataConverterFor(parseKeyring(base.CAK_CODEC_KEYS)),
+  });
+  const log = createLogger({ level: 'silent', name: 'api' });
+  const app = createApp({
+    log,
+    probes: { temporal: () => Promise.resolve(), database: () => Promise.resolve() },
+    issuance: issuanceApiDeps(base, db, client),
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const s = app.listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const apiUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const emulator = await startEmulator(base, { port: 0, jwksUrl: `${apiUrl}/.well-known/jwks.json` });
+  const config = { ...base, AIR_PLATFORM_URL: emulator.url };
+
+  let running: Promise<void> | undefined;
+  const system: IssuanceSystem = {
+    config,
+    apiUrl,
+    db,
+    mongo,
+    client,
+    emulator,
+    async startWorker(hooks) {
+      system.worker = await createWorker(config, {
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        workflowBundle: workflowBundle(),
+        shutdownForceTime: '5s',
+        ...(hooks ? { issuanceHooks: hooks } : {}),
+      });
+      running = system.worker.worker.run();
+    },
+    async stopWorker() {
+      if (!system.worker) return;
+      system.worker.worker.shutdown();
+      await running;
+      await system.worker.close();
+      system.worker = undefined;
+    },
+    async close() {
+      await system.stopWorker();
+      await emulator.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await connection.close();
+      await db.dropDatabase().catch(() => undefined);
+      await mongo.close();
+    },
+  };
+  if (options.worker !== false) await system.startWorker(options.hooks);
+  return system;
+}
+
+export const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** A PNG-signed file of `size` bytes with a distinctive marker repeated through it. */
+export function markedPng(marker: string, size: number): Buffer {
+  const body = Buffer.alloc(size - PNG_SIGNATURE.length);
+  const m = Buffer.from(marker);
+  for (let i = 0; i + m.length <= body.length; i += m.length * 7) m.copy(body, i);
+  return Buffer.concat([PNG_SIGNATURE, body]);
+}
+
+/** Poll the status URL until the issuance ends (the run's own retries decide how long). */
+export async function waitForIssuance(
+  system: IssuanceSystem,
+  issuanceId: string,
+  until: readonly string[] = ['completed', 'failed'],
+): Promise<Record<string, unknown>> {
+  for (;;) {
+    const res = await fetch(`${system.apiUrl}/v1/issuances/${issuanceId}`, { headers: API_KEY_HEADER }).catch(
+      () => undefined,
+    );
+    if (res?.ok) {
+      const body = (await res.json()) as Record<string, unknown>;
+      if (until.includes(body.status as string)) return body;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The byte patterns a marker could hide as: itself, and its base64 at each of the three alignments. */
+function patternsOf(marker: string): Buffer[] {
+  const raw = Buffer.from(marker);
+  const patterns = [raw];
+  for (let shift = 0; shift < 3; shift += 1) {
+    const b64 = Buffer.concat([Buffer.alloc(shift, 0x20), raw]).toString('base64');
+    patterns.push(Buffer.from(b64.slice(Math.ceil((shift * 4) / 3) + 1, -4)));
+  }
+  return patterns;
+}
+
+export function findMarkers(bytes: Buffer, markers: string[]): string[] {
+  return markers.filter((m) => patternsOf(m).some((p) => p.length >= 8 && bytes.includes(p)));
+}
+
+/** Every document of every collection (GridFS buckets included), as BSON bytes. */
+export async function scanDatabase(db: Db, markers: string[]): Promise<string[]> {
+  const hits: string[] = [];
+  for (const { name } of await db.listCollections({}, { nameOnly: true }).toArray()) {
+    for await (const doc of db.collection(name).find({})) {
+      for (const m of findMarkers(Buffer.from(BSON.serialize(doc)), markers)) hits.push(`${name}: ${m}`);
+    }
+  }
+  return hits;
+}
+
+/** The full history of every run with one of these CakUserId values, fetched from the server. */
+export async function scanHistories(client: Client, userIds: string[], markers: string[]) {
+  const hits: string[] = [];
+  let runs = 0;
+  for (const userId of userIds) {
+    for await (const wf of client.workflow.list({ query: `CakUserId = "${userId}"` })) {
+      runs += 1;
+      const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+      const bytes = Buffer.from(temporal.api.history.v1.History.encode(history).finish());
+      for (const m of findMarkers(bytes, markers)) hits.push(`${wf.workflowId}: ${m}`);
+    }
+  }
+  return { hits, runs };
+}
+
+export async function countWorkflows(client: Client, userId: string): Promise<number> {
+  const { count } = await client.workflow.count(`CakUserId = "${userId}"`);
+  return count;
+}
+
+export const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
