@@ -1,14 +1,18 @@
 import type { Db } from 'mongodb';
 import { probesRepository } from '../storage/probes';
+import { createIssuanceActivities, type IssuanceActivityDeps } from './issuance';
 
 export interface ActivityDeps {
   db: Db;
+  /** the issuance pipeline's dependencies (keyring, platform client, Partner JWTs, settings) */
+  issuance: Omit<IssuanceActivityDeps, 'db'>;
 }
 
 /** Activities are built from their dependencies: the worker passes real ones, tests may pass others. */
 export function createActivities(deps: ActivityDeps) {
   const probes = probesRepository(deps.db);
   return {
+    ...createIssuanceActivities({ db: deps.db, ...deps.issuance }),
     async writeAndReadProbe(probeId: string): Promise<string | undefined> {
       await probes.write(probeId);
       return probes.read(probeId);

@@ -1,13 +1,34 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
+import type { IssuanceLimits } from '../domain/issuance-request';
 import type { Logger } from '../observability/logger';
+import type { PartnerTokenMinter } from '../platform/partner-jwt';
+import type { PartnerKeys } from '../platform/partner-keys';
+import type { RecordsRepository } from '../storage/records';
+import { perMinuteLimit, requireClient, type ApiClients } from './auth';
 import { errorHandler, notFound } from './errors';
 import { healthRoutes, type ReadinessProbes } from './health';
+import type { IssuanceIntake } from './issuance-intake';
+import { issuanceRoutes } from './issuances';
+import { jwksRoutes } from './jwks';
+import { partnerTokenRoutes } from './partner-tokens';
+
+/** The issuance pipeline's routes: client-authenticated issuances and partner tokens, and the public JWKS. */
+export interface IssuanceApiDeps {
+  clients: ApiClients;
+  partnerKeys: PartnerKeys;
+  partnerTokens: PartnerTokenMinter;
+  intake: IssuanceIntake;
+  records: RecordsRepository;
+  limits: IssuanceLimits;
+  rateLimits: { apiPerMinute: number; publicPerMinute: number };
+}
 
 export interface AppDeps {
   log: Logger;
   probes: ReadinessProbes;
   trustProxy?: boolean;
+  issuance?: IssuanceApiDeps;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -16,6 +37,15 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', deps.trustProxy ?? false);
   app.use(helmet());
   app.use(healthRoutes(deps.probes));
+  if (deps.issuance) {
+    const d = deps.issuance;
+    app.use(jwksRoutes(d.partnerKeys, d.rateLimits.publicPerMinute));
+    const clientRoutes = [perMinuteLimit(d.rateLimits.apiPerMinute), requireClient(d.clients)];
+    app.use('/v1/issuances', ...clientRoutes);
+    app.use('/v1/partner-tokens', ...clientRoutes);
+    app.use(issuanceRoutes({ intake: d.intake, records: d.records, limits: d.limits }));
+    app.use(partnerTokenRoutes(d.partnerTokens));
+  }
   app.use(notFound);
   app.use(errorHandler(deps.log));
   return app;

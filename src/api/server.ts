@@ -3,9 +3,11 @@ import { Client, Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
+import { ensureIssuanceIndexes } from '../storage/indexes';
 import { pingDatabase } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
 import { createApp } from './app';
+import { issuanceApiDeps } from './issuance-wiring';
 
 export interface ApiHandle {
   server: Server;
@@ -26,7 +28,11 @@ export async function startApi(config: Config): Promise<ApiHandle> {
     log,
     trustProxy: config.API_TRUST_PROXY,
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
+    issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
   });
+  ensureIssuanceIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
+    log.warn({ err }, 'issuance indexes not ensured yet (database down?); the worker ensures them at start'),
+  );
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.API_PORT, config.API_HOST, () => resolve(s)).once('error', reject);
   });

@@ -1,12 +1,17 @@
 import { createServer } from 'node:http';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { Client, Connection } from '@temporalio/client';
 import { createActivities } from '../activities';
+import type { IssuanceActivityDeps } from '../activities/issuance';
 import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
+import { platformFromConfig } from '../platform';
+import { ensureIssuanceIndexes } from '../storage/indexes';
 import { connectDatabase } from '../storage/mongo';
 import { temporalLoggerFrom } from './runtime-logger';
+import { ensureStagingSweepSchedule } from './schedules';
 
 export interface WorkerHandle {
   worker: Worker;
@@ -19,9 +24,14 @@ export interface WorkerHandle {
  */
 export async function createWorker(
   config: Config,
-  overrides: Partial<Pick<WorkerOptions, 'workflowBundle' | 'taskQueue' | 'shutdownForceTime'>> = {},
+  overrides: Partial<Pick<WorkerOptions, 'workflowBundle' | 'taskQueue' | 'shutdownForceTime'>> & {
+    /** test-only seams into the issuance activities */
+    issuanceHooks?: IssuanceActivityDeps['hooks'];
+  } = {},
 ): Promise<WorkerHandle> {
   const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
+  await ensureIssuanceIndexes(database.db);
+  const { platform, partnerTokens } = platformFromConfig(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
     connection,
@@ -31,7 +41,20 @@ export async function createWorker(
     ...(overrides.workflowBundle
       ? { workflowBundle: overrides.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
-    activities: createActivities({ db: database.db }),
+    activities: createActivities({
+      db: database.db,
+      issuance: {
+        managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
+        platform,
+        partnerTokens,
+        settings: {
+          gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
+          recordVersionsKept: config.RECORD_VERSIONS_KEPT,
+          stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
+        },
+        ...(overrides.issuanceHooks ? { hooks: overrides.issuanceHooks } : {}),
+      },
+    }),
     // On SIGINT/SIGTERM the runtime stops polling; running activities get this long to finish, then
     // are cancelled and their tasks handed back to the server for another worker.
     shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
@@ -51,6 +74,15 @@ async function main(): Promise<void> {
   const log = createLogger({ level: config.LOG_LEVEL, name: 'worker' });
   Runtime.install({ logger: temporalLoggerFrom(log) });
   const { worker, close } = await createWorker(config);
+  const scheduleConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  await ensureStagingSweepSchedule(
+    new Client({ connection: scheduleConnection, namespace: config.TEMPORAL_NAMESPACE }),
+    {
+      taskQueue: config.TEMPORAL_TASK_QUEUE,
+      intervalSeconds: config.STAGING_SWEEP_INTERVAL_SECONDS,
+    },
+  );
+  await scheduleConnection.close();
   const health = createServer((req, res) => {
     const running = worker.getState() === 'RUNNING';
     res.writeHead(req.url === '/healthz' ? (running ? 200 : 503) : 404, { 'content-type': 'application/json' });
