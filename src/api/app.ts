@@ -6,12 +6,16 @@ import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import type { PartnerKeys } from '../platform/partner-keys';
 import type { RecordsRepository } from '../storage/records';
 import { perMinuteLimit, requireClient, type ApiClients } from './auth';
+import { adminRoutes } from './admin';
+import type { AuthorizationApiDeps } from './authorization-wiring';
+import { callbackRoutes } from './callbacks';
 import { errorHandler, notFound } from './errors';
 import { healthRoutes, type ReadinessProbes } from './health';
 import type { IssuanceIntake } from './issuance-intake';
 import { issuanceRoutes } from './issuances';
 import { jwksRoutes } from './jwks';
 import { partnerTokenRoutes } from './partner-tokens';
+import { verifierRoutes } from './verifier';
 
 /** The issuance pipeline's routes: client-authenticated issuances and partner tokens, and the public JWKS. */
 export interface IssuanceApiDeps {
@@ -29,6 +33,8 @@ export interface AppDeps {
   probes: ReadinessProbes;
   trustProxy?: boolean;
   issuance?: IssuanceApiDeps;
+  /** the authorization pipeline: platform callbacks, Verifier access, operator routes */
+  authorization?: Pick<AuthorizationApiDeps, 'callbacks' | 'verifier' | 'admin'>;
 }
 
 export function createApp(deps: AppDeps): Express {
@@ -45,6 +51,12 @@ export function createApp(deps: AppDeps): Express {
     app.use('/v1/partner-tokens', ...clientRoutes);
     app.use(issuanceRoutes({ intake: d.intake, records: d.records, limits: d.limits }));
     app.use(partnerTokenRoutes(d.partnerTokens));
+  }
+  if (deps.authorization) {
+    // The callback route reads its own raw body (signature first); no JSON parser may run before it.
+    app.use(callbackRoutes(deps.authorization.callbacks));
+    app.use(verifierRoutes(deps.authorization.verifier));
+    app.use(adminRoutes(deps.authorization.admin));
   }
   app.use(notFound);
   app.use(errorHandler(deps.log));

@@ -2,11 +2,15 @@ import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import { loadConfig, type Config } from '../config';
+import { parseKeyring } from '../crypto/keyring';
+import { dataConverterFor } from '../crypto/payload-codec';
 import { createLogger } from '../observability/logger';
 import { ensureIssuanceIndexes } from '../storage/indexes';
 import { pingDatabase } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
 import { createApp } from './app';
+import { authorizationApiDeps, ensureAuthorizationIndexes } from './authorization-wiring';
+import type { RelayOptions } from './callback-relay';
 import { issuanceApiDeps } from './issuance-wiring';
 
 export interface ApiHandle {
@@ -19,17 +23,37 @@ export interface ApiHandle {
  * Starts the API even when Temporal or the database is down (connections are lazy), so `/healthz`
  * answers and `/readyz` says which dependency is missing.
  */
-export async function startApi(config: Config): Promise<ApiHandle> {
+export interface ApiOptions {
+  /** inbox relay timing (tests shorten the backoff) */
+  relay?: Partial<RelayOptions>;
+  /** how long a callback waits for Temporal before the inbox takes it */
+  callbackStartTimeoutMs?: number;
+}
+
+export async function startApi(config: Config, options: ApiOptions = {}): Promise<ApiHandle> {
   const log = createLogger({ level: config.LOG_LEVEL, name: 'api' });
   const mongo = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 2_000, appName: 'cak-issuer-api' });
   const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, connectTimeout: 2_000 });
-  const temporal = new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  // Payloads (workflow inputs) are encrypted with the codec keyring, like the worker's and the CLI's.
+  const temporal = new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)),
+  });
+  const authorization = authorizationApiDeps(config, mongo.db(config.MONGODB_DB), temporal, log, {
+    ...(options.callbackStartTimeoutMs ? { startTimeoutMs: options.callbackStartTimeoutMs } : {}),
+  });
   const app = createApp({
     log,
     trustProxy: config.API_TRUST_PROXY,
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
     issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
+    authorization,
   });
+  ensureAuthorizationIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
+    log.warn({ err }, 'authorization indexes not ensured yet (database down?); retried by the first append'),
+  );
+  const relay = authorization.startRelay(options.relay);
   ensureIssuanceIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
     log.warn({ err }, 'issuance indexes not ensured yet (database down?); the worker ensures them at start'),
   );
@@ -44,8 +68,12 @@ export async function startApi(config: Config): Promise<ApiHandle> {
     server,
     url,
     async close() {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
       server.closeAllConnections();
+      await relay.stop();
       await connection.close().catch(() => undefined);
       await mongo.close();
     },

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Db } from 'mongodb';
 import type { AuthorizationState, CallbackHandlerName, CallbackPayload } from '../domain/authorization';
 import { isDuplicateKey } from './duplicate-key';
@@ -6,14 +7,36 @@ import { isDuplicateKey } from './duplicate-key';
  * The `authorizations` collection: one document per dedup key (userId, verifierDid, schemaId),
  * keyed by its keyed hash, so the unique `_id` catches duplicates for as long as the data is kept
  * (beyond Temporal's retention). Holds pseudonymous identifiers only.
+ *
+ * FerretDB v1 applies an update as read-modify-write without isolation: two concurrent updates of
+ * one document can lose one of them (measured: `$inc` under 50 concurrent deliveries lost counts).
+ * So everything written concurrently is insert-only, where the unique `_id` index is atomic:
+ * - deliveries: one `callback_deliveries` document per acknowledged delivery, counted on read;
+ * - revocations: one `authorization_revocations` document, consulted by every access check, so a
+ *   revocation racing a `settle` cannot be overwritten.
+ * The authorization document itself has one writer at a time (its workflow run's activities run
+ * one after another; the operator's `revoke` also writes its state, for listing only).
  */
+export interface DeliveryDoc {
+  _id: string;
+  authorizationId: string;
+  /** the platform's message id (`webhook-id`), when the scheme has one */
+  messageId?: string;
+  path: 'started' | 'duplicate' | 'queued';
+  at: Date;
+}
+
+export interface RevocationDoc {
+  _id: string;
+  by: string;
+  at: Date;
+}
+
 export interface AuthorizationDoc extends CallbackPayload {
   _id: string;
   state: AuthorizationState;
   /** handlers the route ran (set by `route`) */
   handlers: CallbackHandlerName[];
-  /** deliveries acknowledged for this key, duplicates included */
-  deliveries: number;
   redriven: number;
   workflowId: string;
   firstSeenAt: Date;
@@ -38,9 +61,14 @@ async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
 
 export function authorizationsRepository(db: Db) {
   const collection = db.collection<AuthorizationDoc>('authorizations');
+  const deliveries = db.collection<DeliveryDoc>('callback_deliveries');
+  const revocations = db.collection<RevocationDoc>('authorization_revocations');
   let indexes: Promise<unknown> | undefined;
   const ensureIndexes = () =>
-    (indexes ??= collection.createIndex({ state: 1, updatedAt: 1 }, { name: 'state_updatedAt' }).catch((err) => {
+    (indexes ??= Promise.all([
+      collection.createIndex({ state: 1, updatedAt: 1 }, { name: 'state_updatedAt' }),
+      deliveries.createIndex({ authorizationId: 1 }, { name: 'by_authorization' }),
+    ]).catch((err) => {
       indexes = undefined;
       throw err;
     }));
@@ -59,22 +87,21 @@ export function authorizationsRepository(db: Db) {
 
   return {
     collection,
+    deliveries,
     ensureIndexes,
 
-    /** Counts one acknowledged delivery (creating the record as `received` on the first). */
-    async countDelivery(id: string, payload: CallbackPayload, workflowId: string, now = new Date()): Promise<void> {
-      await retryOnDuplicate(() =>
-        collection.updateOne(
-          { _id: id },
-          {
-            $inc: { deliveries: 1 },
-            $set: { lastDeliveryAt: now },
-            $setOnInsert: { ...insertFields(id, payload, workflowId, now), state: 'received', updatedAt: now },
-          },
-          { upsert: true },
-        ),
-      );
+    /** Logs one acknowledged delivery (insert-only: safe under any concurrency). */
+    async logDelivery(id: string, delivery: Pick<DeliveryDoc, 'messageId' | 'path'>, now = new Date()): Promise<void> {
+      await deliveries.insertOne({
+        _id: randomUUID(),
+        authorizationId: id,
+        ...(delivery.messageId ? { messageId: delivery.messageId } : {}),
+        path: delivery.path,
+        at: now,
+      });
     },
+
+    countDeliveries: (id: string) => deliveries.countDocuments({ authorizationId: id }),
 
     /** `verify`: makes sure the record exists (idempotent) and returns it. */
     async record(
@@ -90,7 +117,6 @@ export function authorizationsRepository(db: Db) {
             $setOnInsert: {
               ...insertFields(id, payload, workflowId, now),
               state: 'received',
-              deliveries: 0,
               updatedAt: now,
             },
           },
@@ -108,6 +134,7 @@ export function authorizationsRepository(db: Db) {
       state: Exclude<AuthorizationState, 'revoked' | 'received'>,
       handlers: CallbackHandlerName[],
     ): Promise<AuthorizationState | undefined> {
+      if (await revocations.findOne({ _id: id })) return 'revoked';
       await collection.updateOne(
         { _id: id, state: { $in: GRANTABLE } },
         { $set: { state, handlers, updatedAt: new Date() } },
@@ -119,19 +146,28 @@ export function authorizationsRepository(db: Db) {
       await collection.updateOne({ _id: id }, { $inc: { redriven: 1 }, $set: { updatedAt: new Date() } });
     },
 
-    /** Operator revocation; true when this call revoked it (false: unknown or already revoked). */
+    /** Operator revocation; true when this call revoked it (false: already revoked). */
     async revoke(id: string, by: string, now = new Date()): Promise<boolean> {
-      const res = await collection.updateOne(
-        { _id: id, state: { $ne: 'revoked' } },
+      let first = true;
+      try {
+        await revocations.insertOne({ _id: id, by, at: now });
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        first = false;
+      }
+      await collection.updateOne(
+        { _id: id },
         { $set: { state: 'revoked', revokedAt: now, revokedBy: by, updatedAt: now } },
       );
-      return res.modifiedCount === 1;
+      return first;
     },
 
     get: (id: string) => collection.findOne({ _id: id }),
 
+    /** Access check: granted by `grant-access` and not revoked. */
     async isActive(id: string): Promise<boolean> {
-      return (await collection.findOne({ _id: id, state: 'active' }, { projection: { _id: 1 } })) !== null;
+      const active = await collection.findOne({ _id: id, state: 'active' }, { projection: { _id: 1 } });
+      return active !== null && (await revocations.findOne({ _id: id })) === null;
     },
 
     list(filter: { state?: AuthorizationState }, limit = 100) {

@@ -10,7 +10,6 @@ import { isDuplicateKey } from './duplicate-key';
 export interface InboxDoc extends CallbackPayload {
   _id: string;
   receivedAt: Date;
-  deliveries: number;
   attempts: number;
   nextAttemptAt: Date;
   lastError?: string;
@@ -30,15 +29,13 @@ export function inboxRepository(db: Db) {
           verifierDid: payload.verifierDid,
           schemaId: payload.schemaId,
           receivedAt: now,
-          deliveries: 1,
           attempts: 0,
           nextAttemptAt: now,
         });
         return { duplicate: false };
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
-        await collection.updateOne({ _id: id }, { $inc: { deliveries: 1 } });
-        return { duplicate: true };
+        return { duplicate: true }; // deliveries are logged by the caller (callback_deliveries)
       }
     },
 

@@ -9,6 +9,7 @@ import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
 import { platformFromConfig } from '../platform';
 import { ensureIssuanceIndexes } from '../storage/indexes';
+import { loadSchemaRegistry } from '../routing/schema-registry';
 import { connectDatabase } from '../storage/mongo';
 import { temporalLoggerFrom } from './runtime-logger';
 import { ensureStagingSweepSchedule } from './schedules';
@@ -53,6 +54,10 @@ export async function createWorker(
           stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
         },
         ...(overrides.issuanceHooks ? { hooks: overrides.issuanceHooks } : {}),
+      },
+      authorization: {
+        registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
+        notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: config.PLATFORM_TIMEOUT_MS },
       },
     }),
     // On SIGINT/SIGTERM the runtime stops polling; running activities get this long to finish, then

@@ -1,0 +1,143 @@
+import { randomUUID } from 'node:crypto';
+import express, { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { AuditEventType } from '../domain/authorization';
+import { authorizationIdFor, authorizationWorkflowId, callbackPayloadSchema } from '../domain/callback';
+import { AppError } from '../domain/errors';
+import { assertSafeJson } from '../domain/safe-json';
+import type { AuditRepository } from '../storage/audit';
+import type { AuthorizationsRepository } from '../storage/authorizations';
+import type { VerifiersRepository } from '../storage/verifiers';
+import { authenticateClient, type ApiClients } from './auth';
+
+/**
+ * Operator routes, behind an admin credential (ADMIN_TOKENS, `Authorization: Bearer <token>`):
+ *   GET  /v1/admin/authorizations?state=unrouted|no-data|...   list (re-drive candidates)
+ *   POST /v1/admin/authorizations/revoke    {userId, verifierDid, schemaId}
+ *   POST /v1/admin/authorizations/redrive   {userId, verifierDid, schemaId}
+ *   PUT  /v1/admin/verifiers/keys           {verifierDid, jwk: {kty: EC, crv: P-256, x, y, kid}}
+ *   POST /v1/admin/verifiers/keys/remove    {verifierDid, kid}
+ */
+
+export interface AdminRouteDeps {
+  admins: ApiClients;
+  authorizations: AuthorizationsRepository;
+  audit: AuditRepository;
+  verifiers: VerifiersRepository;
+  idSecret: string;
+  /** signals the run to re-drive; false when no run is waiting for one */
+  redrive(workflowId: string): Promise<boolean>;
+}
+
+const b64url = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a P-256 coordinate (base64url, 32 bytes)');
+const kid = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/);
+const keyBody = z.strictObject({
+  verifierDid: callbackPayloadSchema.shape.verifierDid,
+  jwk: z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url, y: b64url, kid }),
+});
+const removeKeyBody = z.strictObject({ verifierDid: callbackPayloadSchema.shape.verifierDid, kid });
+const listQuery = z.strictObject({
+  state: z.enum(['received', 'no-data', 'unrouted', 'active', 'routed', 'revoked']).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  assertSafeJson(value, { maxDepth: 3, maxKeys: 20 });
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const field = issue.path.map(String).join('.');
+  throw new AppError('INVALID_FIELD', `${field || 'body'}: ${issue.message}`, 400, { field });
+}
+
+function requireAdmin(admins: ApiClients): RequestHandler {
+  return (req, res, next) => {
+    const match = /^Bearer ([\x21-\x7e]{1,256})$/.exec(req.get('authorization') ?? '');
+    const name = authenticateClient(admins, match?.[1]);
+    if (!name) {
+      next(new AppError('ADMIN_UNAUTHENTICATED', 'an admin bearer token is required', 401));
+      return;
+    }
+    res.locals.admin = name;
+    next();
+  };
+}
+
+export function adminRoutes(deps: AdminRouteDeps): Router {
+  const router = Router();
+  router.use('/v1/admin', requireAdmin(deps.admins), express.json({ limit: 8 * 1024, strict: true }));
+
+  router.get('/v1/admin/authorizations', async (req, res) => {
+    const query = parse(listQuery, { ...req.query });
+    const docs = await deps.authorizations.list(query.state ? { state: query.state } : {}, query.limit);
+    const counts = await Promise.all(docs.map((d) => deps.authorizations.countDeliveries(d._id)));
+    res.json({
+      authorizations: docs.map((d, i) => ({
+        authorizationId: d._id,
+        workflowId: d.workflowId,
+        userId: d.userId,
+        verifierDid: d.verifierDid,
+        schemaId: d.schemaId,
+        state: d.state,
+        handlers: d.handlers,
+        deliveries: counts[i],
+        redriven: d.redriven,
+        updatedAt: d.updatedAt,
+      })),
+    });
+  });
+
+  router.post('/v1/admin/authorizations/revoke', async (req, res) => {
+    const payload = parse(callbackPayloadSchema, req.body);
+    const authorizationId = authorizationIdFor(deps.idSecret, payload);
+    const by = String(res.locals.admin);
+    if (!(await deps.authorizations.get(authorizationId))) {
+      throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
+    }
+    const revoked = await deps.authorizations.revoke(authorizationId, by);
+    if (revoked) {
+      await deps.audit.append(`revoke:${authorizationId}:${randomUUID()}`, AuditEventType.AuthorizationRevoked, {
+        authorizationId,
+        ...payload,
+        by,
+      });
+    }
+    res.json({ authorizationId, revoked, state: 'revoked' });
+  });
+
+  router.post('/v1/admin/authorizations/redrive', async (req, res) => {
+    const payload = parse(callbackPayloadSchema, req.body);
+    const authorizationId = authorizationIdFor(deps.idSecret, payload);
+    const workflowId = authorizationWorkflowId(authorizationId);
+    const doc = await deps.authorizations.get(authorizationId);
+    if (!doc) throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
+    if (doc.state !== 'unrouted' && doc.state !== 'no-data') {
+      throw new AppError(
+        'NOT_REDRIVABLE',
+        `authorization is ${doc.state}; only unrouted and no-data are re-driven`,
+        409,
+      );
+    }
+    if (!(await deps.redrive(workflowId))) {
+      throw new AppError(
+        'REDRIVE_RUN_CLOSED',
+        'the run is no longer waiting for a re-drive (see docs/callbacks.md)',
+        409,
+      );
+    }
+    res.status(202).json({ authorizationId, workflowId, redrive: 'signalled' });
+  });
+
+  router.put('/v1/admin/verifiers/keys', async (req, res) => {
+    const body = parse(keyBody, req.body);
+    await deps.verifiers.putKey(body.verifierDid, body.jwk);
+    res.json({ verifierDid: body.verifierDid, kid: body.jwk.kid });
+  });
+
+  router.post('/v1/admin/verifiers/keys/remove', async (req, res) => {
+    const body = parse(removeKeyBody, req.body);
+    res.json({ removed: await deps.verifiers.removeKey(body.verifierDid, body.kid) });
+  });
+
+  return router;
+}

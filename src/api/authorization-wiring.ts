@@ -1,0 +1,119 @@
+import type { Client } from '@temporalio/client';
+import type { Db } from 'mongodb';
+import type { Config } from '../config';
+import { parseKeyring } from '../crypto/keyring';
+import { openOuter } from '../crypto/outer-layer';
+import type { Logger } from '../observability/logger';
+import { callbackSignatureVerifier } from '../platform/callback-signature';
+import { auditRepository } from '../storage/audit';
+import { authorizationsRepository } from '../storage/authorizations';
+import { inboxRepository } from '../storage/inbox';
+import { packagesRepository } from '../storage/packages';
+import { recordsRepository } from '../storage/records';
+import { verifiersRepository } from '../storage/verifiers';
+import { parseApiKeys } from './auth';
+import type { AdminRouteDeps } from './admin';
+import { authorizationStarter, startInboxRelay, type InboxRelay, type RelayOptions } from './callback-relay';
+import type { CallbackRouteDeps } from './callbacks';
+import type { PackageSource, VerifierRouteDeps } from './verifier';
+
+/** The callback, Verifier and admin routes' dependencies; `startApi` and the tests share it. */
+export interface AuthorizationApiDeps {
+  callbacks: CallbackRouteDeps;
+  verifier: VerifierRouteDeps;
+  admin: AdminRouteDeps;
+  /** starts the inbox relay (the API process runs it; see docs/callbacks.md) */
+  startRelay(options?: Partial<RelayOptions>): InboxRelay;
+}
+
+export const DEFAULT_RELAY: RelayOptions = { intervalMs: 1_000, maxBackoffMs: 30_000, batchSize: 50 };
+/** How long a callback waits for Temporal to take the start before it goes to the inbox. */
+export const START_TIMEOUT_MS = 3_000;
+
+export function packageSource(config: Config, db: Db): PackageSource {
+  const records = recordsRepository(db);
+  const packages = packagesRepository(db, config.GRIDFS_THRESHOLD_BYTES);
+  const keyring = parseKeyring(config.CAK_MANAGED_KEYS);
+  return {
+    async current(userId, schemaId) {
+      // One record per (issuerDid, userId, schemaId); the callback names no issuer, so the newest wins.
+      const [record] = await records.records.find({ userId, schemaId }).sort({ updatedAt: -1 }).limit(1).toArray();
+      const current = record ? await records.current(record._id) : undefined;
+      return current
+        ? { recordId: current.record._id, version: current.version.version, manifest: current.version.manifest }
+        : undefined;
+    },
+    async openPackage(recordId, packageId) {
+      const sealed = await packages.read(packageId);
+      return sealed ? openOuter(keyring, sealed, { recordId, itemId: packageId }) : undefined;
+    },
+  };
+}
+
+export function authorizationApiDeps(
+  config: Config,
+  db: Db,
+  temporal: Client,
+  log: Logger,
+  overrides: { startTimeoutMs?: number } = {},
+): AuthorizationApiDeps {
+  const authorizations = authorizationsRepository(db);
+  const audit = auditRepository(db);
+  const inbox = inboxRepository(db);
+  const verifiers = verifiersRepository(db);
+  const starter = authorizationStarter(temporal, {
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    redriveWindowMs: config.AUTHORIZATION_REDRIVE_WINDOW_HOURS * 3_600_000,
+    startTimeoutMs: overrides.startTimeoutMs ?? START_TIMEOUT_MS,
+  });
+  let relay: InboxRelay | undefined;
+  return {
+    callbacks: {
+      verifier: callbackSignatureVerifier(config),
+      starter,
+      inbox,
+      authorizations,
+      idSecret: config.ID_HMAC_SECRET,
+      log,
+      onQueued: () => relay?.kick(),
+    },
+    verifier: {
+      authorizations,
+      audit,
+      verifiers,
+      packages: packageSource(config, db),
+      idSecret: config.ID_HMAC_SECRET,
+      signedUrlSecret: config.SIGNED_URL_SECRET,
+      signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
+    },
+    admin: {
+      admins: parseApiKeys(config.ADMIN_TOKENS),
+      authorizations,
+      audit,
+      verifiers,
+      idSecret: config.ID_HMAC_SECRET,
+      async redrive(workflowId) {
+        try {
+          const handle = temporal.workflow.getHandle(workflowId);
+          const { status } = await handle.describe();
+          if (status.name !== 'RUNNING') return false;
+          await handle.signal('redrive');
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    },
+    startRelay(options = {}) {
+      relay = startInboxRelay(inbox, starter, log, { ...DEFAULT_RELAY, ...options });
+      return relay;
+    },
+  };
+}
+
+/** Indexes the authorization pipeline relies on (idempotent). */
+export async function ensureAuthorizationIndexes(db: Db): Promise<void> {
+  await authorizationsRepository(db).ensureIndexes();
+  await auditRepository(db).ensureIndexes();
+  await inboxRepository(db).collection.createIndex({ nextAttemptAt: 1 }, { name: 'by_next_attempt' });
+}

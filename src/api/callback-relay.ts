@@ -1,0 +1,165 @@
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import type { AuthorizationInput, CallbackPayload } from '../domain/authorization';
+import { authorizationWorkflowId } from '../domain/callback';
+import type { Logger } from '../observability/logger';
+import type { InboxRepository } from '../storage/inbox';
+import type { authorizationWorkflow } from '../workflows/authorization';
+
+/**
+ * Starting AuthorizationWorkflow, for the callback route and for the inbox relay.
+ *
+ * Duplicate policy: the workflow id is the keyed hash of the dedup key, started with
+ * - WorkflowIdReusePolicy REJECT_DUPLICATE: a closed run (completed, failed, anything) still owns
+ *   its id for as long as Temporal retains it, so a later delivery never starts a second run;
+ * - WorkflowIdConflictPolicy FAIL: a concurrent delivery of a running key is refused too.
+ * Both refusals surface as WorkflowExecutionAlreadyStartedError, which we answer as `duplicate:
+ * true`. (USE_EXISTING would also collapse concurrent starts, but SDK 1.24 does not tell the caller
+ * whether it started the run or joined one, and the API reports exactly that.) Past retention the
+ * unique `_id` of the authorization record and of its audit event keep a second run effect-free.
+ */
+
+export const CakUserId = defineSearchAttributeKey('CakUserId', SearchAttributeType.KEYWORD);
+export const CakSchemaId = defineSearchAttributeKey('CakSchemaId', SearchAttributeType.KEYWORD);
+export const CakVerifierDid = defineSearchAttributeKey('CakVerifierDid', SearchAttributeType.KEYWORD);
+
+/** Temporal could not take the start (down, unreachable, too slow): the caller falls back to the inbox. */
+export class TemporalUnavailableError extends Error {
+  constructor(override readonly cause: unknown) {
+    const inner = cause instanceof Error && cause.cause instanceof Error ? ` (${cause.cause.message})` : '';
+    super(`temporal unavailable: ${cause instanceof Error ? cause.message : String(cause)}${inner}`);
+    this.name = 'TemporalUnavailableError';
+    Object.setPrototypeOf(this, TemporalUnavailableError.prototype);
+  }
+}
+
+export interface StartResult {
+  workflowId: string;
+  duplicate: boolean;
+}
+
+export interface AuthorizationStarter {
+  start(authorizationId: string, payload: CallbackPayload, receivedAt: Date): Promise<StartResult>;
+}
+
+export interface StarterOptions {
+  taskQueue: string;
+  redriveWindowMs: number;
+  /** give up on Temporal after this long and use the inbox instead */
+  startTimeoutMs: number;
+}
+
+export function authorizationStarter(client: Client, options: StarterOptions): AuthorizationStarter {
+  return {
+    async start(authorizationId, payload, receivedAt) {
+      const workflowId = authorizationWorkflowId(authorizationId);
+      const input: AuthorizationInput = {
+        authorizationId,
+        userId: payload.userId,
+        verifierDid: payload.verifierDid,
+        schemaId: payload.schemaId,
+        receivedAt: receivedAt.toISOString(),
+        redriveWindowMs: options.redriveWindowMs,
+      };
+      try {
+        await client.withDeadline(Date.now() + options.startTimeoutMs, () =>
+          client.workflow.start<typeof authorizationWorkflow>('authorizationWorkflow', {
+            workflowId,
+            taskQueue: options.taskQueue,
+            args: [input],
+            workflowIdReusePolicy: 'REJECT_DUPLICATE',
+            workflowIdConflictPolicy: 'FAIL',
+            typedSearchAttributes: [
+              { key: CakUserId, value: payload.userId },
+              { key: CakSchemaId, value: payload.schemaId },
+              { key: CakVerifierDid, value: payload.verifierDid },
+            ],
+          }),
+        );
+        return { workflowId, duplicate: false };
+      } catch (err) {
+        if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, duplicate: true };
+        throw new TemporalUnavailableError(err);
+      }
+    },
+  };
+}
+
+export interface RelayOptions {
+  /** pause between polls of an empty inbox */
+  intervalMs: number;
+  /** longest pause after Temporal refused a start (doubling from intervalMs) */
+  maxBackoffMs: number;
+  batchSize: number;
+}
+
+export interface InboxRelay {
+  stop(): Promise<void>;
+  /** wake the loop now (a delivery was just queued) */
+  kick(): void;
+}
+
+/**
+ * The inbox relay, run in the API process (the process that fills the inbox): polls the inbox and
+ * turns each queued delivery into its workflow start, deleting the row once Temporal has it (or
+ * already had it). While Temporal refuses, it backs off exponentially up to maxBackoffMs. Several
+ * API instances may relay at once: a start is idempotent on the workflow id, so they cannot
+ * double-start.
+ */
+export function startInboxRelay(
+  inbox: InboxRepository,
+  starter: AuthorizationStarter,
+  log: Logger,
+  options: RelayOptions,
+): InboxRelay {
+  let stopped = false;
+  let wake: (() => void) | undefined;
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  async function drainOnce(): Promise<number> {
+    const due = await inbox.due(options.batchSize);
+    for (const row of due) {
+      if (stopped) break;
+      try {
+        const result = await starter.start(row._id, row, row.receivedAt);
+        await inbox.remove(row._id);
+        log.info({ workflowId: result.workflowId, duplicate: result.duplicate }, 'inbox delivery relayed');
+      } catch (err) {
+        await inbox.defer(row._id, new Date(), err instanceof Error ? err.message : String(err)).catch(() => undefined);
+        throw err;
+      }
+    }
+    return due.length;
+  }
+
+  const loop = (async () => {
+    let backoff = options.intervalMs;
+    while (!stopped) {
+      try {
+        const relayed = await drainOnce();
+        backoff = options.intervalMs;
+        if (relayed < options.batchSize) await sleep(options.intervalMs);
+      } catch (err) {
+        log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: backoff }, 'inbox relay paused');
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, options.maxBackoffMs);
+      }
+    }
+  })();
+
+  return {
+    kick: () => wake?.(),
+    async stop() {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+}

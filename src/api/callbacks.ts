@@ -1,0 +1,117 @@
+import express, { Router } from 'express';
+import { AppError } from '../domain/errors';
+import type { CallbackPayload } from '../domain/authorization';
+import {
+  authorizationIdFor,
+  authorizationWorkflowId,
+  CALLBACK_MAX_BODY_BYTES,
+  parseCallbackPayload,
+} from '../domain/callback';
+import { assertSafeJson } from '../domain/safe-json';
+import type { Logger } from '../observability/logger';
+import type { CallbackSignatureVerifier } from '../platform/callback-signature';
+import type { AuthorizationsRepository } from '../storage/authorizations';
+import type { InboxRepository } from '../storage/inbox';
+import { TemporalUnavailableError, type AuthorizationStarter } from './callback-relay';
+
+/**
+ * POST /v1/cak/callbacks: the platform's authorization callback `{userId, verifierDid, schemaId}`.
+ *
+ * Order: content type -> raw body (4 KiB at most) -> signature on the raw bytes -> JSON.parse ->
+ * key safety -> zod. Nothing is started or stored before all of them pass. Then the delivery is
+ * made durable, and only then acknowledged:
+ *   200 {workflowId, duplicate}            Temporal has the run (new, or a duplicate of one it has)
+ *   202 {workflowId, duplicate, queued}    Temporal could not take it; the inbox has it, the relay starts it
+ *   503 CALLBACK_NOT_DURABLE               neither could take it: the platform must retry
+ */
+
+export interface CallbackRouteDeps {
+  verifier: CallbackSignatureVerifier;
+  starter: AuthorizationStarter;
+  inbox: InboxRepository;
+  authorizations: AuthorizationsRepository;
+  idSecret: string;
+  log: Logger;
+  /** called after a delivery went to the inbox (wakes the relay) */
+  onQueued?: () => void;
+  /** after a failed start, skip Temporal for this long and go straight to the inbox */
+  breakerMs?: number;
+}
+
+export interface DeliveryResult {
+  workflowId: string;
+  duplicate: boolean;
+  queued: boolean;
+}
+
+function isJsonContentType(value: string | undefined): boolean {
+  if (!value) return false;
+  const [type, ...params] = value.split(';').map((p) => p.trim().toLowerCase());
+  return type === 'application/json' && params.every((p) => p === '' || p === 'charset=utf-8');
+}
+
+export function callbackRoutes(deps: CallbackRouteDeps): Router {
+  const router = Router();
+  let temporalSuspectUntil = 0;
+
+  async function accept(payload: CallbackPayload, messageId: string | undefined, now: Date): Promise<DeliveryResult> {
+    const authorizationId = authorizationIdFor(deps.idSecret, payload);
+    const workflowId = authorizationWorkflowId(authorizationId);
+    let result: DeliveryResult | undefined;
+    if (Date.now() >= temporalSuspectUntil) {
+      try {
+        result = { ...(await deps.starter.start(authorizationId, payload, now)), queued: false };
+      } catch (err) {
+        if (!(err instanceof TemporalUnavailableError)) throw err;
+        temporalSuspectUntil = Date.now() + (deps.breakerMs ?? 1_000);
+        deps.log.warn({ workflowId, err: err.message }, 'workflow start failed; queueing the delivery in the inbox');
+      }
+    }
+    if (!result) {
+      try {
+        const queued = await deps.inbox.put(authorizationId, payload, now);
+        result = { workflowId, duplicate: queued.duplicate, queued: true };
+        deps.onQueued?.();
+      } catch (err) {
+        deps.log.error({ workflowId, err: err instanceof Error ? err.message : String(err) }, 'inbox unavailable');
+        throw new AppError('CALLBACK_NOT_DURABLE', 'cannot record the callback right now; retry later', 503);
+      }
+    }
+    // Logging the delivery is bookkeeping, not durability: a failure must not turn a durable delivery into a 5xx.
+    const path = result.queued ? 'queued' : result.duplicate ? 'duplicate' : 'started';
+    await deps.authorizations
+      .logDelivery(authorizationId, { ...(messageId ? { messageId } : {}), path }, now)
+      .catch((err: unknown) =>
+        deps.log.warn({ workflowId, err: err instanceof Error ? err.message : String(err) }, 'delivery not logged'),
+      );
+    return result;
+  }
+
+  router.post(
+    '/v1/cak/callbacks',
+    (req, _res, next) => {
+      if (!isJsonContentType(req.get('content-type'))) {
+        next(new AppError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json', 415));
+        return;
+      }
+      next();
+    },
+    express.raw({ type: () => true, limit: CALLBACK_MAX_BODY_BYTES }),
+    async (req, res) => {
+      const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      await deps.verifier.verify(raw, req.headers);
+      let json: unknown;
+      try {
+        json = JSON.parse(raw.toString('utf8'));
+      } catch {
+        throw new AppError('MALFORMED_JSON', 'request body is not valid JSON', 400);
+      }
+      assertSafeJson(json, { maxDepth: 1, maxKeys: 8 });
+      const payload = parseCallbackPayload(json);
+      const messageId = req.get('webhook-id');
+      const result = await accept(payload, messageId, new Date());
+      res.status(result.queued ? 202 : 200).json(result);
+    },
+  );
+  return router;
+}

@@ -1,0 +1,202 @@
+import { randomUUID } from 'node:crypto';
+import { Router, type RequestHandler } from 'express';
+import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
+import { z } from 'zod';
+import { AuditEventType, type AuditEventTypeName } from '../domain/authorization';
+import { PACKAGE_URL_PURPOSE, signPackageToken, verifyPackageToken } from '../domain/authorization-url';
+import { authorizationIdFor, callbackPayloadSchema } from '../domain/callback';
+import { AppError } from '../domain/errors';
+import type { AuditData, AuditRepository } from '../storage/audit';
+import type { AuthorizationsRepository } from '../storage/authorizations';
+import type { ManifestEntry } from '../storage/records';
+import type { VerifiersRepository } from '../storage/verifiers';
+
+/**
+ * The Semi-Decrypted Data API (air-cak-platform.md §2.5), for Verifiers holding user consent.
+ *
+ *   GET /v1/verifier/data?userId=&schemaId=    Authorization: Bearer <Verifier JWT>
+ *       403 unless an active authorization exists for (userId, token's verifierDid, schemaId);
+ *       else the record's manifest with one signed, short-lived URL per item.
+ *   GET /v1/verifier/packages/<token>          the item's inner CAK-ECIES package (outer layer removed)
+ *
+ * Verifier JWT (our choice; the platform documents none): ES256, `iss` = `sub` = the verifierDid,
+ * `aud` = "cak-issuer", `exp` at most 10 minutes after `iat`, signed with a key an operator
+ * registered for that DID (PUT /v1/admin/verifiers/keys); `kid` picks the key when given.
+ * Every answer, granted or denied, is an audit event.
+ */
+
+export const VERIFIER_TOKEN_AUDIENCE = 'cak-issuer';
+const MAX_TOKEN_LIFETIME_SECONDS = 600;
+
+export interface CurrentData {
+  recordId: string;
+  version: number;
+  manifest: ManifestEntry[];
+}
+
+/** Where the data comes from (the issuance pipeline's records and packages, and the managed keyring). */
+export interface PackageSource {
+  /** the newest record for (userId, schemaId), with its current version's manifest */
+  current(userId: string, schemaId: string): Promise<CurrentData | undefined>;
+  /** the inner ECIES package: the stored package with the issuer-managed outer layer removed */
+  openPackage(recordId: string, packageId: string): Promise<Buffer | undefined>;
+}
+
+export interface VerifierRouteDeps {
+  authorizations: AuthorizationsRepository;
+  audit: AuditRepository;
+  verifiers: VerifiersRepository;
+  packages: PackageSource;
+  idSecret: string;
+  signedUrlSecret: string;
+  signedUrlTtlSeconds: number;
+}
+
+const dataQuery = z.strictObject({
+  userId: callbackPayloadSchema.shape.userId,
+  schemaId: callbackPayloadSchema.shape.schemaId,
+});
+
+function denied(code: string, message: string): AppError {
+  return new AppError(code, message, 403);
+}
+
+function authenticateVerifier(verifiers: VerifiersRepository): RequestHandler {
+  const unauthenticated = (message: string) => new AppError('VERIFIER_UNAUTHENTICATED', message, 401);
+  return (req, res, next) => {
+    const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(req.get('authorization') ?? '');
+    if (!match || match[1]!.length > 4096) {
+      next(unauthenticated('a Verifier bearer JWT is required'));
+      return;
+    }
+    const token = match[1]!;
+    (async () => {
+      let iss: unknown;
+      let kid: unknown;
+      try {
+        iss = decodeJwt(token).iss;
+        kid = decodeProtectedHeader(token).kid;
+      } catch {
+        throw unauthenticated('malformed Verifier JWT');
+      }
+      const parsedDid = callbackPayloadSchema.shape.verifierDid.safeParse(iss);
+      if (!parsedDid.success) throw unauthenticated('the JWT iss must be the verifierDid');
+      const verifier = await verifiers.get(parsedDid.data);
+      const keys = (verifier?.keys ?? []).filter((k) => kid === undefined || k.kid === kid);
+      for (const key of keys) {
+        try {
+          const publicKey = await importJWK({ kty: key.kty, crv: key.crv, x: key.x, y: key.y }, 'ES256');
+          const { payload } = await jwtVerify(token, publicKey, {
+            algorithms: ['ES256'],
+            issuer: parsedDid.data,
+            subject: parsedDid.data,
+            audience: VERIFIER_TOKEN_AUDIENCE,
+            requiredClaims: ['exp', 'iat'],
+            maxTokenAge: MAX_TOKEN_LIFETIME_SECONDS,
+            clockTolerance: 30,
+          });
+          if (payload.exp! - payload.iat! > MAX_TOKEN_LIFETIME_SECONDS) throw unauthenticated('JWT lifetime too long');
+          res.locals.verifierDid = parsedDid.data;
+          return;
+        } catch {
+          /* try the next registered key */
+        }
+      }
+      throw unauthenticated('the JWT does not verify with a key registered for this verifierDid');
+    })().then(() => next(), next);
+  };
+}
+
+export function verifierRoutes(deps: VerifierRouteDeps): Router {
+  const router = Router();
+
+  const audit = (type: AuditEventTypeName, data: AuditData) => deps.audit.append(`access:${randomUUID()}`, type, data);
+
+  router.get('/v1/verifier/data', authenticateVerifier(deps.verifiers), async (req, res) => {
+    const verifierDid = String(res.locals.verifierDid);
+    const query = dataQuery.safeParse({ ...req.query });
+    if (!query.success) {
+      const field = query.error.issues[0]?.path.map(String).join('.') ?? '';
+      throw new AppError('INVALID_FIELD', `${field || 'query'}: ${query.error.issues[0]?.message}`, 400, { field });
+    }
+    const { userId, schemaId } = query.data;
+    const authorizationId = authorizationIdFor(deps.idSecret, { userId, verifierDid, schemaId });
+    if (!(await deps.authorizations.isActive(authorizationId))) {
+      await audit(AuditEventType.VerifierDenied, {
+        authorizationId,
+        userId,
+        verifierDid,
+        schemaId,
+        reason: 'no-active-authorization',
+      });
+      throw denied('AUTHORIZATION_REQUIRED', 'no active authorization for this user, verifier and schema');
+    }
+    const current = await deps.packages.current(userId, schemaId);
+    if (!current) throw new AppError('NO_DATA', 'no data is held for this user and schema', 404);
+    const exp = Math.floor(Date.now() / 1000) + deps.signedUrlTtlSeconds;
+    const items = current.manifest.map((entry) => ({
+      itemId: entry.itemId,
+      kind: entry.kind,
+      contentType: entry.contentType,
+      curve: entry.curve,
+      url: `/v1/verifier/packages/${signPackageToken(deps.signedUrlSecret, {
+        pur: PACKAGE_URL_PURPOSE,
+        aid: authorizationId,
+        rid: current.recordId,
+        pid: entry.packageId,
+        exp,
+      })}`,
+    }));
+    await audit(AuditEventType.VerifierManifest, {
+      authorizationId,
+      userId,
+      verifierDid,
+      schemaId,
+      recordId: current.recordId,
+      version: current.version,
+      items: items.length,
+    });
+    res.set('cache-control', 'no-store').json({
+      authorizationId,
+      userId,
+      schemaId,
+      recordId: current.recordId,
+      version: current.version,
+      expiresAt: new Date(exp * 1000).toISOString(),
+      items,
+    });
+  });
+
+  router.get('/v1/verifier/packages/:token', async (req, res) => {
+    const check = verifyPackageToken(deps.signedUrlSecret, String(req.params.token));
+    if (!check.ok) {
+      throw denied(check.reason === 'expired' ? 'URL_EXPIRED' : 'URL_INVALID', `package URL ${check.reason}`);
+    }
+    const { aid, rid, pid } = check.claims;
+    const authorization = await deps.authorizations.get(aid);
+    if (authorization?.state !== 'active') {
+      await audit(AuditEventType.VerifierDenied, {
+        authorizationId: aid,
+        recordId: rid,
+        packageId: pid,
+        reason: 'not-active',
+      });
+      throw denied('AUTHORIZATION_REQUIRED', 'the authorization behind this URL is no longer active');
+    }
+    const inner = await deps.packages.openPackage(rid, pid);
+    if (!inner)
+      throw new AppError('PACKAGE_NOT_FOUND', 'the package no longer exists (a newer version replaced it)', 404);
+    await audit(AuditEventType.VerifierPackage, {
+      authorizationId: aid,
+      userId: authorization.userId,
+      verifierDid: authorization.verifierDid,
+      schemaId: authorization.schemaId,
+      recordId: rid,
+      packageId: pid,
+      bytes: inner.length,
+    });
+    res.set('cache-control', 'no-store').type('application/octet-stream').send(inner);
+  });
+
+  return router;
+}

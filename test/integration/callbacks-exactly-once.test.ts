@@ -1,0 +1,109 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import type { Db } from 'mongodb';
+import type { ApiHandle } from '../../src/api/server';
+import type { Config } from '../../src/config';
+import type { CallbackPayload } from '../../src/domain/authorization';
+import { auditRepository } from '../../src/storage/audit';
+import {
+  callbackConfig,
+  connectClient,
+  countRuns,
+  eventually,
+  inParallel,
+  openDb,
+  postCallback,
+  runWorker,
+  seedRecord,
+  startCallbackApi,
+  type RunningWorker,
+} from './callbacks-harness';
+
+jest.setTimeout(240_000);
+
+describe('authorization callbacks: exactly once', () => {
+  let config: Config;
+  let api: ApiHandle;
+  let worker: RunningWorker;
+  let client: Client;
+  let database: { db: Db; close(): Promise<void> };
+
+  beforeAll(async () => {
+    config = await callbackConfig();
+    database = await openDb(config);
+    api = await startCallbackApi(config);
+    worker = await runWorker(config);
+    client = await connectClient(config);
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await api?.close();
+    await client?.connection.close();
+    await database?.db.dropDatabase().catch(() => undefined);
+    await database?.close();
+  });
+
+  it('1,000 deliveries over 100 keys, 50 in flight, with worker restarts: 100 runs, records and audit events, all 2XX', async () => {
+    const run = randomUUID().slice(0, 8);
+    const keys: CallbackPayload[] = [];
+    for (let u = 0; u < 25; u += 1) {
+      for (const verifier of ['alpha', 'beta']) {
+        for (const schemaId of ['kyc-basic', 'proof-of-address']) {
+          keys.push({ userId: `user-${run}-${u}`, verifierDid: `did:air:verifier-${verifier}-${run}`, schemaId });
+        }
+      }
+    }
+    for (const key of keys) await seedRecord(database.db, key);
+
+    // Ten deliveries per key: five platform retries of one message (same webhook-id, fresh
+    // signature) and five fresh messages; all shuffled.
+    const deliveries = keys.flatMap((key, k) =>
+      Array.from({ length: 10 }, (_, i) => ({ key, id: i < 5 ? `msg_${run}_${k}` : `msg_${run}_${k}_${i}` })),
+    );
+    for (let i = deliveries.length - 1; i > 0; i -= 1) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [deliveries[i], deliveries[j]] = [deliveries[j]!, deliveries[i]!];
+    }
+    const send = (d: (typeof deliveries)[number]) => () => postCallback(api.url, d.key, { id: d.id });
+
+    const restart = async () => {
+      await worker.stop();
+      worker = await runWorker(config);
+    };
+    const responses = [];
+    for (const [index, chunk] of [
+      deliveries.slice(0, 333),
+      deliveries.slice(333, 666),
+      deliveries.slice(666),
+    ].entries()) {
+      // worker restarts run while the next chunk's deliveries are in flight
+      const restarting = index > 0 ? restart() : Promise.resolve();
+      responses.push(...(await inParallel(50, chunk.map(send))));
+      await restarting;
+    }
+
+    expect(responses).toHaveLength(1_000);
+    // 200: Temporal took the start; 202: the dev server was slower than the start timeout under
+    // this load, so the inbox took it and the relay started it. Both are durable acknowledgements.
+    expect(responses.filter((r) => r.status !== 200 && r.status !== 202)).toEqual([]);
+    expect(new Set(responses.map((r) => r.body.workflowId)).size).toBe(100);
+
+    await eventually(
+      () => countRuns(client, config.TEMPORAL_TASK_QUEUE, ` AND ExecutionStatus = 'Completed'`),
+      (n) => n === 100,
+      120_000,
+    );
+    expect(await countRuns(client, config.TEMPORAL_TASK_QUEUE)).toBe(100);
+
+    const authorizations = database.db.collection('authorizations');
+    expect(await authorizations.countDocuments({})).toBe(100);
+    expect(await authorizations.countDocuments({ state: 'active' })).toBe(100);
+    expect(await database.db.collection('callback_deliveries').countDocuments({})).toBe(1_000);
+
+    const audit = auditRepository(database.db);
+    expect(await audit.count({ type: 'authorization' })).toBe(100);
+    expect(await audit.verifyChain()).toMatchObject({ ok: true, events: 100 });
+    expect(await database.db.collection('callback_inbox').countDocuments({})).toBe(0);
+  });
+});

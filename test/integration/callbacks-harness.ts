@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { MongoClient, type Db } from 'mongodb';
+import { startApi, type ApiHandle } from '../../src/api/server';
+import { DEV_CALLBACK_SECRET, type Config } from '../../src/config';
+import type { CallbackPayload } from '../../src/domain/authorization';
+import { signStandardWebhook } from '../../src/platform/callback-signature';
+import { freePort } from '../support/ports';
+import { connectClient, startTestWorker, testConfig, uniqueId } from '../support/temporal';
+import type { WorkerHandle } from '../../src/workers/worker';
+
+/** Test stack for the callback pipeline: the real API (with its inbox relay) and a real worker, on a database and task queue of their own. */
+
+export function uniqueDbName(prefix = 'cb'): string {
+  return `t_${prefix}_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+}
+
+export async function callbackConfig(overrides: NodeJS.ProcessEnv = {}): Promise<Config> {
+  return testConfig({
+    MONGODB_DB: uniqueDbName(),
+    TEMPORAL_TASK_QUEUE: uniqueId('tq-cb'),
+    API_PORT: String(await freePort()),
+    ...(process.env.CAK_TEST_LOG_LEVEL ? { LOG_LEVEL: process.env.CAK_TEST_LOG_LEVEL } : {}),
+    ...overrides,
+  });
+}
+
+export interface RunningWorker {
+  handle: WorkerHandle;
+  stop(): Promise<void>;
+}
+
+export async function runWorker(config: Config): Promise<RunningWorker> {
+  const handle = await startTestWorker(config, config.TEMPORAL_TASK_QUEUE);
+  const running = handle.worker.run();
+  return {
+    handle,
+    async stop() {
+      if (handle.worker.getState() === 'RUNNING') handle.worker.shutdown();
+      await running;
+      await handle.close();
+    },
+  };
+}
+
+export async function startCallbackApi(config: Config): Promise<ApiHandle> {
+  return startApi(config, { relay: { intervalMs: 100, maxBackoffMs: 500 }, callbackStartTimeoutMs: 1_500 });
+}
+
+export async function openDb(config: Config): Promise<{ db: Db; close(): Promise<void> }> {
+  const client = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
+  await client.connect();
+  return { db: client.db(config.MONGODB_DB), close: () => client.close() };
+}
+
+/** Marks (userId, schemaId) as data we hold, as a stored issuance would (the record document only). */
+export async function seedRecord(db: Db, payload: Pick<CallbackPayload, 'userId' | 'schemaId'>): Promise<void> {
+  const now = new Date();
+  await db.collection<{ _id: string }>('records').updateOne(
+    { _id: `rec_${payload.userId}_${payload.schemaId}` },
+    {
+      $set: {
+        issuerDid: 'did:air:id:test-issuer',
+        userId: payload.userId,
+        schemaId: payload.schemaId,
+        currentVersion: 1,
+        updatedAt: now,
+      },
+      $setOnInsert: { createdAt: now },
+    },
+    { upsert: true },
+  );
+}
+
+export function signedCallback(
+  payload: unknown,
+  options: { secret?: string; id?: string; timestamp?: Date; body?: string } = {},
+): { body: string; headers: Record<string, string> } {
+  const body = options.body ?? JSON.stringify(payload);
+  const headers = signStandardWebhook(options.secret ?? DEV_CALLBACK_SECRET, body, {
+    id: options.id ?? `msg_${randomUUID()}`,
+    ...(options.timestamp ? { timestamp: options.timestamp } : {}),
+  });
+  return { body, headers: { 'content-type': 'application/json', ...headers } };
+}
+
+export async function postCallback(
+  apiUrl: string,
+  payload: unknown,
+  options: Parameters<typeof signedCallback>[1] = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const { body, headers } = signedCallback(payload, options);
+  const res = await fetch(`${apiUrl}/v1/cak/callbacks`, { method: 'POST', headers, body });
+  return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, unknown> };
+}
+
+/** Runs `tasks` with at most `limit` in flight. */
+export async function inParallel<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<T[]> {
+  const results: T[] = new Array<T>(tasks.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, tasks.length) }, async () => {
+      while (next < tasks.length) {
+        const i = next++;
+        results[i] = await tasks[i]!();
+      }
+    }),
+  );
+  return results;
+}
+
+export async function eventually<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await probe();
+  while (!done(last)) {
+    if (Date.now() > deadline)
+      throw new Error(`condition not met in ${timeoutMs} ms; last value: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    last = await probe();
+  }
+  return last;
+}
+
+/** Workflow runs of a task queue, by status (Temporal visibility). */
+export async function countRuns(client: Client, taskQueue: string, extra = ''): Promise<number> {
+  const { count } = await client.workflow.count(
+    `TaskQueue = '${taskQueue}' AND WorkflowType = 'authorizationWorkflow'${extra}`,
+  );
+  return count;
+}
+
+export { connectClient };
