@@ -22,6 +22,8 @@ export interface DispatcherOptions {
   maxBackoffMs: number;
   /** give up after this many attempts (0 = never) */
   maxAttempts: number;
+  /** observer of every attempt (the emulator's callback records, tests) */
+  onAttempt?: (messageId: string, attempt: DispatchAttempt) => void;
 }
 
 export interface DispatchAttempt {
@@ -94,6 +96,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       while (!signal?.aborted && (options.maxAttempts === 0 || attempts.length < options.maxAttempts)) {
         const attempt = await send(url, messageId, body);
         attempts.push(attempt);
+        options.onAttempt?.(messageId, attempt);
         if (attempt.status !== undefined && attempt.status >= 200 && attempt.status < 300) {
           delivered = true;
           break;
