@@ -463,7 +463,7 @@ describe('hostile callbacks (jws-es256)', () => {
       'SIGNATURE_INVALID',
     ],
   ] as [string, () => Promise<{ status: number; code?: string }>, number, string][])(
-    '%s -> %i %s',
+    '%s',
     async (_name, attempt, status, code) => {
       expect(await attempt()).toEqual({ status, code });
     },
