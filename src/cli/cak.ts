@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { CryptoError } from '../crypto/keys';
+import { registerAuditCommands } from './commands/audit';
+import { registerCryptoCommands } from './commands/crypto';
+
+/** `cak`: the Verifier's reference tool and our interop probe. Each command group is its own module. */
+export function buildProgram(): Command {
+  const program = new Command('cak').description('CAK issuer tools').showHelpAfterError();
+  registerCryptoCommands(program);
+  registerAuditCommands(program);
+  return program;
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      if (err instanceof CryptoError) {
+        process.stderr.write(`cak: ${err.code}: ${err.message}\n`);
+        process.exit(2);
+      }
+      process.stderr.write(`cak: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../../config';
+import { auditRepository } from '../../storage/audit';
+import { connectDatabase } from '../../storage/mongo';
+
+/** Exit status of `cak audit verify` when the chain is broken (0 = intact, 1 = could not check). */
+export const AUDIT_BROKEN_EXIT = 3;
+
+/** `cak audit verify`: walks the hash-chained audit trail from its first event and names the first broken link. */
+export function registerAuditCommands(program: Command): void {
+  const audit = program.command('audit').description('the append-only, hash-chained audit trail');
+  audit
+    .command('verify')
+    .description('recompute every event hash and link; exit 3 naming the first broken event')
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const config = loadConfig();
+      const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
+      try {
+        const report = await auditRepository(database.db).verifyChain();
+        if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+        else if (report.ok)
+          process.stdout.write(`audit chain intact: ${report.events} events, tip ${report.tipHash}\n`);
+        else {
+          process.stdout.write(
+            `audit chain BROKEN at seq ${report.seq} (event ${report.eventId}): ${report.reason}; ` +
+              `${report.events} events before it verify\n`,
+          );
+        }
+        if (!report.ok) process.exitCode = AUDIT_BROKEN_EXIT;
+      } finally {
+        await database.close();
+      }
+    });
+}

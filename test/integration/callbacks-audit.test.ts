@@ -1,0 +1,104 @@
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type { Db } from 'mongodb';
+import type { ApiHandle } from '../../src/api/server';
+import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
+import type { CallbackPayload } from '../../src/domain/authorization';
+import { auditRepository, type AuditEvent } from '../../src/storage/audit';
+import {
+  callbackConfig,
+  eventually,
+  inParallel,
+  openDb,
+  postCallback,
+  runWorker,
+  seedRecord,
+  startCallbackApi,
+  type RunningWorker,
+} from './callbacks-harness';
+
+jest.setTimeout(120_000);
+
+function cakAuditVerify(config: Config): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync(process.execPath, ['-r', '@swc-node/register', 'src/cli/cak.ts', 'audit', 'verify'], {
+    env: { ...process.env, MONGODB_URI: config.MONGODB_URI, MONGODB_DB: config.MONGODB_DB, LOG_LEVEL: 'silent' },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('the hash-chained audit trail', () => {
+  let config: Config;
+  let api: ApiHandle;
+  let worker: RunningWorker;
+  let database: { db: Db; close(): Promise<void> };
+
+  beforeAll(async () => {
+    config = await callbackConfig();
+    database = await openDb(config);
+    api = await startCallbackApi(config);
+    worker = await runWorker(config);
+  });
+
+  afterAll(async () => {
+    await worker?.stop();
+    await api?.close();
+    await database?.db.dropDatabase().catch(() => undefined);
+    await database?.close();
+  });
+
+  it('concurrent appenders never fork the chain, and a key is appended once', async () => {
+    const audit = auditRepository(database.db);
+    const keys = Array.from({ length: 60 }, (_, i) => `test:${randomUUID()}:${i}`);
+    // every key three times, 30 appenders at once
+    const events = await inParallel(
+      30,
+      [...keys, ...keys, ...keys].map((key) => () => audit.append(key, 'authorization.redriven', { key })),
+    );
+    const byKey = new Map<string, number>();
+    for (const event of events) {
+      expect(byKey.get(event._id) ?? event.seq).toBe(event.seq); // all three calls got the same event
+      byKey.set(event._id, event.seq);
+    }
+    expect(byKey.size).toBe(60);
+    expect(new Set(byKey.values()).size).toBe(60);
+    expect(await audit.verifyChain()).toMatchObject({ ok: true });
+  });
+
+  it('`cak audit verify` passes on the real trail and names the broken event after one is edited', async () => {
+    const run = randomUUID().slice(0, 8);
+    const keys: CallbackPayload[] = [0, 1, 2, 3, 4].map((i) => ({
+      userId: `user-${run}-${i}`,
+      verifierDid: `did:air:verifier-${run}`,
+      schemaId: 'kyc-basic',
+    }));
+    for (const key of keys) await seedRecord(database.db, key);
+    for (const key of keys) expect((await postCallback(api.url, key)).status).toBe(200);
+    await eventually(
+      () => database.db.collection('audit_events').countDocuments({ type: 'authorization' }),
+      (n) => n === 5,
+    );
+    const revoke = await fetch(`${api.url}/v1/admin/authorizations/revoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify(keys[0]),
+    });
+    expect(revoke.status).toBe(200);
+
+    const intact = cakAuditVerify(config);
+    expect(intact.stderr).toBe('');
+    expect(intact.status).toBe(0);
+    const total = await database.db.collection('audit_events').countDocuments({});
+    expect(intact.stdout).toContain(`audit chain intact: ${total} events`);
+
+    const events = database.db.collection<AuditEvent>('audit_events');
+    const victim = (await events.findOne({ type: 'authorization', 'data.userId': keys[2]!.userId }))!;
+    await events.replaceOne({ _id: victim._id }, { ...victim, data: { ...victim.data, outcome: 'no-data' } });
+
+    const broken = cakAuditVerify(config);
+    expect(broken.status).toBe(3);
+    expect(broken.stdout).toContain(`BROKEN at seq ${victim.seq} (event ${victim._id})`);
+    expect(broken.stdout).toContain('content does not match its hash');
+  });
+});
