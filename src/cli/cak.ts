@@ -3,12 +3,14 @@ import { Command } from 'commander';
 import { CryptoError } from '../crypto/keys';
 import { registerAuditCommands } from './commands/audit';
 import { registerCryptoCommands } from './commands/crypto';
+import { registerPlatformCommands } from './commands/platform';
 
 /** `cak`: the Verifier's reference tool and our interop probe. Each command group is its own module. */
 export function buildProgram(): Command {
   const program = new Command('cak').description('CAK issuer tools').showHelpAfterError();
   registerCryptoCommands(program);
   registerAuditCommands(program);
+  registerPlatformCommands(program);
   return program;
 }
 

@@ -5,7 +5,9 @@ import { loadConfig, type Config } from '../config';
 import { didSchema } from '../domain/issuance-request';
 import type { CakCurve } from '../domain/issuance';
 import { createLogger } from '../observability/logger';
+import { parseSecrets } from '../platform/callback-signature';
 import { deriveCakKeyPair, type CakTriple } from './cak-keys';
+import { callbackPlatform, type CallbackPlatformControls, type CallbackPlatformOptions } from './callbacks';
 import { PartnerAuthError, partnerVerifier } from './partner-auth';
 
 /**
@@ -23,6 +25,8 @@ export interface EmulatorOptions {
   masterSecret: string;
   /** issuance programs: credentialId -> schemaId */
   programs: Record<string, string>;
+  /** authorization callbacks: how they are signed and retried (src/emulator/callbacks.ts) */
+  callbacks: Pick<CallbackPlatformOptions, 'scheme' | 'secret' | 'dispatch'>;
 }
 
 export interface EmulatorControls {
@@ -34,6 +38,8 @@ export interface EmulatorControls {
   failNextIssues(count: number, status: number): void;
   /** issue calls answered so far (after authentication) */
   issueCalls(): number;
+  /** callback records and the registered callback URL */
+  callbacks: CallbackPlatformControls;
 }
 
 const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/);
@@ -61,12 +67,18 @@ export function createEmulatorApp(options: EmulatorOptions): { app: Express; con
   const verify = partnerVerifier({ partnerId: options.partnerId, jwksUrl: options.jwksUrl });
   const faults: number[] = [];
   let calls = 0;
+  const callbacks = callbackPlatform({
+    ...options.callbacks,
+    verifyPartner: (token, scope) => verify(token, scope),
+    cakPrivateKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).privateKey,
+  });
   const controls: EmulatorControls = {
     registerProgram: (credentialId, schemaId) => void programs.set(credentialId, schemaId),
     cakPrivateKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).privateKey,
     cakPublicKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).publicKey,
     failNextIssues: (count, status) => faults.push(...Array.from({ length: count }, () => status)),
     issueCalls: () => calls,
+    callbacks: callbacks.controls,
   };
 
   const app = express();
@@ -106,6 +118,8 @@ export function createEmulatorApp(options: EmulatorOptions): { app: Express; con
     return res.json({ cakPrivateKey: controls.cakPrivateKey(triple, curve) });
   });
 
+  app.use(callbacks.router);
+
   const onError: ErrorRequestHandler = (err: { status?: number }, _req, res, _next) => {
     const status = typeof err.status === 'number' && err.status >= 400 && err.status < 500 ? err.status : 500;
     platformError(res, status, status === 500 ? 'internal error' : 'bad request');
@@ -131,6 +145,7 @@ export async function startEmulator(
     jwksUrl: overrides.jwksUrl ?? config.EMULATOR_JWKS_URL,
     masterSecret: config.EMULATOR_MASTER_SECRET,
     programs: parsePrograms(config.EMULATOR_PROGRAMS),
+    callbacks: { scheme: config.CALLBACK_SIGNATURE_SCHEME, secret: parseSecrets(config.CALLBACK_SECRETS)[0]! },
   });
   const port = overrides.port ?? config.EMULATOR_PORT;
   const server = await new Promise<Server>((resolve, reject) => {
