@@ -29,24 +29,27 @@ export class AesGcmPayloadCodec implements PayloadCodec {
 
   encode(payloads: Payload[]): Promise<Payload[]> {
     const { kid, key } = activeKey(this.keyring);
-    return Promise.resolve(
-      payloads.map((payload) => {
-        const nonce = randomNonce();
-        const plain = temporal.api.common.v1.Payload.encode(payload).finish();
-        const { ciphertext, tag } = gcmSeal(key, nonce, plain, aadFor(kid));
-        return {
-          metadata: {
-            [METADATA_ENCODING_KEY]: encoder.encode(ENCRYPTED_ENCODING),
-            [KEY_ID_METADATA]: encoder.encode(kid),
-          },
-          data: Buffer.concat([nonce, ciphertext, tag]),
-        };
-      }),
+    // A promise executor turns a throw into a rejection, as callers of a PayloadCodec expect.
+    return new Promise((resolve) =>
+      resolve(
+        payloads.map((payload) => {
+          const nonce = randomNonce();
+          const plain = temporal.api.common.v1.Payload.encode(payload).finish();
+          const { ciphertext, tag } = gcmSeal(key, nonce, plain, aadFor(kid));
+          return {
+            metadata: {
+              [METADATA_ENCODING_KEY]: encoder.encode(ENCRYPTED_ENCODING),
+              [KEY_ID_METADATA]: encoder.encode(kid),
+            },
+            data: Buffer.concat([nonce, ciphertext, tag]),
+          };
+        }),
+      ),
     );
   }
 
   decode(payloads: Payload[]): Promise<Payload[]> {
-    return Promise.resolve(payloads.map((payload) => this.decodeOne(payload)));
+    return new Promise((resolve) => resolve(payloads.map((payload) => this.decodeOne(payload))));
   }
 
   private decodeOne(payload: Payload): Payload {

@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import express from 'express';
+import request from 'supertest';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { codecRouter } from '../../../src/crypto/codec-server';
+import { parseKeyring } from '../../../src/crypto/keyring';
+import { CryptoError } from '../../../src/crypto/keys';
+import { AesGcmPayloadCodec, dataConverterFor } from '../../../src/crypto/payload-codec';
+
+const k1 = `codec-1:${randomBytes(32).toString('base64')}`;
+const k2 = `codec-2:${randomBytes(32).toString('base64')}`;
+const ring = parseKeyring(k1);
+const rotated = parseKeyring(`${k2},${k1}`);
+const marker = 'MARKER-7f3a-plaintext';
+
+describe('AesGcmPayloadCodec', () => {
+  const payload = defaultPayloadConverter.toPayload({ secret: marker });
+
+  it('encrypts every payload and decodes it back, old keys still decode after rotation', async () => {
+    const [encoded] = await AesGcmPayloadCodec.create(ring).encode([payload]);
+    expect(Buffer.from(encoded!.data!).toString('latin1')).not.toContain(marker);
+    expect(Buffer.from(encoded!.metadata!['encryption-key-id']!).toString()).toBe('codec-1');
+    const [decoded] = await AesGcmPayloadCodec.create(rotated).decode([encoded!]);
+    expect(defaultPayloadConverter.fromPayload(decoded!)).toEqual({ secret: marker });
+    const [newer] = await AesGcmPayloadCodec.create(rotated).encode([payload]);
+    expect(Buffer.from(newer!.metadata!['encryption-key-id']!).toString()).toBe('codec-2');
+  });
+
+  it('refuses tampered payloads and unknown keys with codes, passes unencrypted ones through', async () => {
+    const codec = AesGcmPayloadCodec.create(ring);
+    const [encoded] = await codec.encode([payload]);
+    const data = Buffer.from(encoded!.data!);
+    data[20]! ^= 1;
+    await expect(codec.decode([{ ...encoded!, data }])).rejects.toMatchObject({ code: 'CODEC_PAYLOAD_INVALID' });
+    const other = AesGcmPayloadCodec.create(parseKeyring(k2));
+    await expect(other.decode([encoded!])).rejects.toBeInstanceOf(CryptoError);
+    await expect(codec.decode([payload])).resolves.toEqual([payload]);
+  });
+
+  it('memoizes one data converter per keyring', () => {
+    expect(dataConverterFor(ring)).toBe(dataConverterFor(parseKeyring(k1)));
+  });
+});
+
+describe('codec router', () => {
+  const token = 'test-token-0123456789';
+  const app = express();
+  app.use(
+    '/codec',
+    codecRouter({
+      keyring: ring,
+      bearerTokens: ['other-token-0123456789', token],
+      allowedOrigins: ['http://localhost:8233'],
+    }),
+  );
+  const toJson = (p: { metadata?: Record<string, Uint8Array | null> | null; data?: Uint8Array | null }) => ({
+    metadata: Object.fromEntries(
+      Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')]),
+    ),
+    data: Buffer.from(p.data!).toString('base64'),
+  });
+
+  it('encodes and decodes for the UI with a bearer token and an allowed origin', async () => {
+    const plain = toJson(defaultPayloadConverter.toPayload({ secret: marker }));
+    const encoded = await request(app)
+      .post('/codec/encode')
+      .set('authorization', `Bearer ${token}`)
+      .set('origin', 'http://localhost:8233')
+      .send({ payloads: [plain] })
+      .expect(200);
+    expect(encoded.headers['access-control-allow-origin']).toBe('http://localhost:8233');
+    expect(JSON.stringify(encoded.body)).not.toContain(Buffer.from(marker).toString('base64').slice(0, 12));
+    const decoded = await request(app)
+      .post('/codec/decode')
+      .set('authorization', `Bearer ${token}`)
+      .send(encoded.body as object)
+      .expect(200);
+    expect(decoded.body).toEqual({ payloads: [plain] });
+  });
+
+  it('answers the CORS preflight with the allowed headers, without a token', async () => {
+    const res = await request(app)
+      .options('/codec/decode')
+      .set('origin', 'http://localhost:8233')
+      .set('access-control-request-method', 'POST')
+      .expect(204);
+    expect(res.headers['access-control-allow-headers']).toBe('content-type, x-namespace, authorization');
+  });
+
+  it('refuses a missing or wrong token, a foreign origin, bad bodies; errors are generic', async () => {
+    await request(app).post('/codec/decode').send({ payloads: [] }).expect(401);
+    await request(app)
+      .post('/codec/decode')
+      .set('authorization', 'Bearer nope-nope-nope-nope')
+      .send({ payloads: [] })
+      .expect(401);
+    await request(app)
+      .post('/codec/decode')
+      .set('authorization', `Bearer ${token}`)
+      .set('origin', 'https://evil.example')
+      .send({ payloads: [] })
+      .expect(403);
+    await request(app).post('/codec/decode').set('authorization', `Bearer ${token}`).send({ nope: 1 }).expect(400);
+    const broken = { metadata: { encoding: Buffer.from('binary/encrypted').toString('base64') }, data: 'AAAA' };
+    const res = await request(app)
+      .post('/codec/decode')
+      .set('authorization', `Bearer ${token}`)
+      .send({ payloads: [broken] })
+      .expect(500);
+    expect(res.body).toEqual({ error: 'internal error' });
+  });
+});
