@@ -85,7 +85,13 @@ export function codecRouter(options: CodecRouterOptions): Router {
   router.post('/encode', handle('encode'));
   router.post('/decode', handle('decode'));
 
-  router.use((_err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    // body-parser marks unreadable bodies (bad JSON, too large) with a 4xx status
+    const status = (err as { status?: unknown } | null)?.status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      res.status(status).json({ error: 'bad request' });
+      return;
+    }
     res.status(500).json({ error: 'internal error' });
   });
   return router;

@@ -101,6 +101,12 @@ describe('codec router', () => {
       .send({ payloads: [] })
       .expect(403);
     await request(app).post('/codec/decode').set('authorization', `Bearer ${token}`).send({ nope: 1 }).expect(400);
+    await request(app)
+      .post('/codec/decode')
+      .set('authorization', `Bearer ${token}`)
+      .set('content-type', 'application/json')
+      .send('{not json')
+      .expect(400);
     const broken = { metadata: { encoding: Buffer.from('binary/encrypted').toString('base64') }, data: 'AAAA' };
     const res = await request(app)
       .post('/codec/decode')
