@@ -83,7 +83,7 @@ export function callbackPlatform(options: CallbackPlatformOptions): {
   const dispatcher = createDispatcher({
     scheme: options.scheme,
     secret: options.secret,
-    jwsKey: { privateKey: privateKey as KeyObject, kid },
+    jwsKey: { privateKey: privateKey, kid },
     timeoutMs: options.dispatch?.timeoutMs ?? 10_000,
     initialBackoffMs: options.dispatch?.initialBackoffMs ?? 500,
     maxBackoffMs: options.dispatch?.maxBackoffMs ?? 30_000,

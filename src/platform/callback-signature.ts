@@ -69,6 +69,15 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
   }
 
   verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void> {
+    try {
+      this.check(rawBody, headers);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private check(rawBody: Buffer, headers: IncomingHttpHeaders): void {
     const id = header(headers, 'webhook-id');
     const timestamp = header(headers, 'webhook-timestamp');
     const signatures = header(headers, 'webhook-signature');
@@ -97,7 +106,6 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
     }
     if (!matched) fail(SignatureErrorCode.Invalid, 'no matching signature');
     checkTimestamp(seconds, this.toleranceSeconds);
-    return Promise.resolve();
   }
 }
 

@@ -1,0 +1,161 @@
+import { DEV_CALLBACK_SECRET } from '../../src/config';
+import { signPackageToken, verifyPackageToken } from '../../src/domain/authorization-url';
+import { authorizationIdFor, authorizationWorkflowId, parseCallbackPayload } from '../../src/domain/callback';
+import { AppError } from '../../src/domain/errors';
+import {
+  StandardWebhooksVerifier,
+  callbackSignatureVerifier,
+  parseSecrets,
+  signStandardWebhook,
+} from '../../src/platform/callback-signature';
+import { isAllowedCallbackUrl } from '../../src/platform/issuer-settings';
+import { parseSchemaRegistry } from '../../src/routing/schema-registry';
+import { GENESIS_HASH, auditHash } from '../../src/storage/audit';
+
+const OLD = 'whsec_' + Buffer.from('the-previous-callback-secret-0001').toString('base64');
+const body = JSON.stringify({ userId: 'u-1', verifierDid: 'did:air:v1', schemaId: 'kyc-basic' });
+
+async function code(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+    return undefined;
+  } catch (err) {
+    return err instanceof AppError ? `${err.status} ${err.code}` : String(err);
+  }
+}
+
+describe('StandardWebhooksVerifier', () => {
+  const verifier = new StandardWebhooksVerifier([DEV_CALLBACK_SECRET, OLD], 300);
+  const headers = (secret: string, at = new Date()) =>
+    signStandardWebhook(secret, body, { id: 'msg_1', timestamp: at });
+
+  it('accepts a signature by any configured secret (rotation), and several signatures in one header', async () => {
+    await expect(verifier.verify(Buffer.from(body), headers(DEV_CALLBACK_SECRET))).resolves.toBeUndefined();
+    await expect(verifier.verify(Buffer.from(body), headers(OLD))).resolves.toBeUndefined();
+    const other = 'whsec_' + Buffer.from('unrelated-secret-value-000000000').toString('base64');
+    const both = headers(other);
+    both['webhook-signature'] = `${both['webhook-signature']} ${headers(OLD)['webhook-signature']}`;
+    await expect(verifier.verify(Buffer.from(body), both)).resolves.toBeUndefined();
+    expect(await code(verifier.verify(Buffer.from(body), headers(other)))).toBe('401 SIGNATURE_INVALID');
+  });
+
+  it('uses the configured tolerance, both ways', async () => {
+    const strict = new StandardWebhooksVerifier([DEV_CALLBACK_SECRET], 30);
+    const at = (s: number) => headers(DEV_CALLBACK_SECRET, new Date(Date.now() + s * 1000));
+    await expect(strict.verify(Buffer.from(body), at(-20))).resolves.toBeUndefined();
+    expect(await code(strict.verify(Buffer.from(body), at(-60)))).toBe('401 SIGNATURE_TIMESTAMP_STALE');
+    expect(await code(strict.verify(Buffer.from(body), at(60)))).toBe('401 SIGNATURE_TIMESTAMP_FUTURE');
+    await expect(verifier.verify(Buffer.from(body), at(-60))).resolves.toBeUndefined();
+  });
+
+  it('refuses a repeated signature header rather than merging it', async () => {
+    const h: Record<string, string | string[]> = headers(DEV_CALLBACK_SECRET);
+    h['webhook-signature'] = [h['webhook-signature'] as string, h['webhook-signature'] as string];
+    expect(await code(verifier.verify(Buffer.from(body), h))).toBe('401 SIGNATURE_MISSING');
+  });
+
+  it('is chosen by the setting', () => {
+    const settings = {
+      CALLBACK_SECRETS: `${DEV_CALLBACK_SECRET},${OLD}`,
+      CALLBACK_TOLERANCE_SECONDS: 300,
+      PLATFORM_JWKS_URL: 'https://platform.example/jwks.json',
+    };
+    expect(callbackSignatureVerifier({ ...settings, CALLBACK_SIGNATURE_SCHEME: 'standard-webhooks' }).scheme).toBe(
+      'standard-webhooks',
+    );
+    expect(callbackSignatureVerifier({ ...settings, CALLBACK_SIGNATURE_SCHEME: 'jws-es256' }).scheme).toBe('jws-es256');
+    expect(parseSecrets(`${DEV_CALLBACK_SECRET}, ${OLD}`)).toEqual([DEV_CALLBACK_SECRET, OLD]);
+  });
+});
+
+describe('callback payload and ids', () => {
+  it('derives one keyed id per dedup key, unambiguous across field boundaries', () => {
+    const a = authorizationIdFor('secret-1', { userId: 'ab', verifierDid: 'did:x:c', schemaId: 's' });
+    expect(a).toMatch(/^auth_[A-Za-z0-9_-]{24}$/);
+    expect(authorizationIdFor('secret-1', { userId: 'ab', verifierDid: 'did:x:c', schemaId: 's' })).toBe(a);
+    expect(authorizationIdFor('secret-2', { userId: 'ab', verifierDid: 'did:x:c', schemaId: 's' })).not.toBe(a);
+    expect(authorizationIdFor('secret-1', { userId: 'a', verifierDid: 'did:x:c', schemaId: 's' })).not.toBe(a);
+    expect(authorizationWorkflowId(a)).toBe(`authorization-${a}`);
+    expect(authorizationWorkflowId(a)).not.toContain('ab');
+  });
+
+  it('accepts exactly the documented fields', () => {
+    expect(parseCallbackPayload(JSON.parse(body))).toEqual(JSON.parse(body));
+    expect(() => parseCallbackPayload({ ...JSON.parse(body), extra: 1 })).toThrow(/unknown field/);
+  });
+});
+
+describe('package URL tokens', () => {
+  const claims = { pur: 'package' as const, aid: 'auth_x', rid: 'rec_y', pid: 'iss_z/fields', exp: 2_000_000_000 };
+
+  it('verify when untouched; refuse tampering, another secret and expiry', () => {
+    const token = signPackageToken('s'.repeat(32), claims);
+    expect(verifyPackageToken('s'.repeat(32), token, 1_000)).toEqual({ ok: true, claims });
+    expect(verifyPackageToken('t'.repeat(32), token, 1_000)).toEqual({ ok: false, reason: 'signature' });
+    expect(verifyPackageToken('s'.repeat(32), token, 2_000_000_000_000)).toEqual({ ok: false, reason: 'expired' });
+    const other = signPackageToken('s'.repeat(32), { ...claims, pid: 'iss_z/id-front' });
+    const spliced = `${other.split('.')[0]}.${token.split('.')[1]}`;
+    expect(verifyPackageToken('s'.repeat(32), spliced, 1_000)).toEqual({ ok: false, reason: 'signature' });
+    expect(verifyPackageToken('s'.repeat(32), 'not-a-token', 1_000)).toEqual({ ok: false, reason: 'malformed' });
+  });
+});
+
+describe('callback routes in the schema registry', () => {
+  const registry = (callback: string) =>
+    parseSchemaRegistry(`schemas:\n  kyc:\n    allowedItemKinds: [fields]\n${callback}`);
+
+  it('accepts the built-in handlers and an optional notifyUrl', () => {
+    const r = registry(
+      '    callback:\n      handlers: [grant-access, notify]\n      notifyUrl: https://hooks.example/cak\n',
+    );
+    expect(r.get('kyc')?.callback).toEqual({
+      handlers: ['grant-access', 'notify'],
+      notifyUrl: 'https://hooks.example/cak',
+    });
+    expect(registry('').get('kyc')?.callback).toBeUndefined();
+  });
+
+  it.each([
+    ['an unknown handler', '    callback:\n      handlers: [delete-everything]\n'],
+    ['no handlers', '    callback:\n      handlers: []\n'],
+    ['a repeated handler', '    callback:\n      handlers: [notify, notify]\n'],
+    ['log-only with others', '    callback:\n      handlers: [log-only, grant-access]\n'],
+    ['an unknown key', '    callback:\n      handlers: [notify]\n      secret: x\n'],
+    ['a non-http notifyUrl', '    callback:\n      handlers: [notify]\n      notifyUrl: ftp://x.example/\n'],
+  ])('refuses %s', (_name, callback) => {
+    expect(() => registry(callback)).toThrow(/callback/);
+  });
+});
+
+describe('callback URL registration', () => {
+  it.each([
+    ['https://issuer.example/v1/cak/callbacks', true],
+    ['http://127.0.0.1:3000/v1/cak/callbacks', true],
+    ['http://localhost:3000/v1/cak/callbacks', true],
+    ['http://issuer.example/v1/cak/callbacks', false],
+    ['https://user:pass@issuer.example/cb', false],
+    ['ftp://issuer.example/cb', false],
+    ['not a url', false],
+  ])('%s -> %s', (url, ok) => {
+    expect(isAllowedCallbackUrl(url)).toBe(ok);
+  });
+});
+
+describe('audit hashes', () => {
+  it('cover every field and the predecessor', () => {
+    const event = {
+      _id: 'k',
+      seq: 0,
+      prevHash: GENESIS_HASH,
+      type: 'authorization' as const,
+      at: '2026-01-01T00:00:00.000Z',
+      data: { a: 1 },
+    };
+    const hash = auditHash(event);
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(auditHash({ ...event, data: { a: 2 } })).not.toBe(hash);
+    expect(auditHash({ ...event, prevHash: 'f'.repeat(64) })).not.toBe(hash);
+    expect(auditHash({ ...event, seq: 1 })).not.toBe(hash);
+    expect(auditHash({ ...event, data: { a: 1 } })).toBe(hash);
+  });
+});
