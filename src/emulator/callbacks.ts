@@ -1,4 +1,4 @@
-import { randomUUID, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { randomUUID, generateKeyPairSync } from 'node:crypto';
 import express, { Router, type Response } from 'express';
 import type { JWK } from 'jose';
 import { z } from 'zod';
@@ -83,7 +83,7 @@ export function callbackPlatform(options: CallbackPlatformOptions): {
   const dispatcher = createDispatcher({
     scheme: options.scheme,
     secret: options.secret,
-    jwsKey: { privateKey: privateKey, kid },
+    jwsKey: { privateKey, kid },
     timeoutMs: options.dispatch?.timeoutMs ?? 10_000,
     initialBackoffMs: options.dispatch?.initialBackoffMs ?? 500,
     maxBackoffMs: options.dispatch?.maxBackoffMs ?? 30_000,

@@ -73,7 +73,7 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
       this.check(rawBody, headers);
       return Promise.resolve();
     } catch (err) {
-      return Promise.reject(err);
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
   }
 
