@@ -235,22 +235,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const c = parsed.data;
   if (c.NODE_ENV === 'production') {
-    const callbackRequired = [
+    // Production brings its own secrets and keys: every development default is public.
+    const required = [
+      ...PRODUCTION_REQUIRED,
       ...CALLBACK_PRODUCTION_REQUIRED,
+      ...CRYPTO_PRODUCTION_REQUIRED,
       c.CALLBACK_SIGNATURE_SCHEME === 'standard-webhooks' ? 'CALLBACK_SECRETS' : 'PLATFORM_JWKS_URL',
     ];
-    const missing = [...PRODUCTION_REQUIRED, ...callbackRequired].filter((name) => present[name] === undefined);
-    if (missing.length > 0) {
-      throw new ConfigError(missing.map((variable) => ({ variable, message: 'required in production' })));
-    }
-  }
-  // --- Crypto (issue 3): production brings its own keys and tokens, never the public dev ones.
-  if (c.NODE_ENV === 'production') {
     const issues = [
-      ...CRYPTO_PRODUCTION_REQUIRED.filter((name) => present[name] === undefined).map((variable) => ({
-        variable,
-        message: 'required in production',
-      })),
+      ...required
+        .filter((name) => present[name] === undefined)
+        .map((variable) => ({ variable, message: 'required in production' })),
       ...(['CAK_MANAGED_KEYS', 'CAK_CODEC_KEYS'] as const)
         .filter((name) => present[name] !== undefined && c[name].includes('dev-insecure'))
         .map((variable) => ({ variable, message: 'dev-insecure keys are not allowed in production' })),

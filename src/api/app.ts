@@ -1,6 +1,7 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import type { IssuanceLimits } from '../domain/issuance-request';
+import { codecRouter, type CodecRouterOptions } from '../crypto/codec-server';
 import type { Logger } from '../observability/logger';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import type { PartnerKeys } from '../platform/partner-keys';
@@ -35,12 +36,18 @@ export interface AppDeps {
   issuance?: IssuanceApiDeps;
   /** the authorization pipeline: platform callbacks, Verifier access, operator routes */
   authorization?: Pick<AuthorizationApiDeps, 'callbacks' | 'verifier' | 'admin'>;
+  /** the Temporal Web UI's remote codec (decodes payloads for authenticated operators) */
+  codec?: CodecRouterOptions;
 }
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.trustProxy ?? false);
+  if (deps.codec) {
+    // Called cross-origin by the Web UI; the router's CORS allow-list and bearer token are the gate.
+    app.use('/codec', helmet({ crossOriginResourcePolicy: { policy: 'cross-origin' } }), codecRouter(deps.codec));
+  }
   app.use(helmet());
   app.use(healthRoutes(deps.probes));
   if (deps.issuance) {

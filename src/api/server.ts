@@ -35,10 +35,11 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   const mongo = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 2_000, appName: 'cak-issuer-api' });
   const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, connectTimeout: 2_000 });
   // Payloads (workflow inputs) are encrypted with the codec keyring, like the worker's and the CLI's.
+  const codecKeyring = parseKeyring(config.CAK_CODEC_KEYS);
   const temporal = new Client({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
-    dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)),
+    dataConverter: dataConverterFor(codecKeyring),
   });
   const authorization = authorizationApiDeps(config, mongo.db(config.MONGODB_DB), temporal, log, {
     ...(options.callbackStartTimeoutMs ? { startTimeoutMs: options.callbackStartTimeoutMs } : {}),
@@ -49,6 +50,11 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
     issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
     authorization,
+    codec: {
+      keyring: codecKeyring,
+      bearerTokens: config.CODEC_AUTH_TOKENS,
+      allowedOrigins: config.CODEC_ALLOWED_ORIGINS,
+    },
   });
   ensureAuthorizationIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
     log.warn({ err }, 'authorization indexes not ensured yet (database down?); retried by the first append'),

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
-import { configSchema } from '../../src/config';
+import { ConfigError, configSchema, loadConfig } from '../../src/config';
 
 const readme = readFileSync('README.md', 'utf8');
 
@@ -88,6 +88,20 @@ describe('docker-compose.yml', () => {
       expect(env.NODE_ENV).toBe('production');
       expect(env.TEMPORAL_ADDRESS).toBe('temporal:7233');
       expect(env.MONGODB_URI).toMatch(/^mongodb:\/\/mongodb:27017\/\?replicaSet=rs0$/);
+    }
+  });
+
+  it('passes every setting production requires to the api and the worker', () => {
+    let required: string[] = [];
+    try {
+      loadConfig({ NODE_ENV: 'production' });
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      required = err.issues.map((issue) => issue.variable);
+    }
+    expect(required.length).toBeGreaterThan(0);
+    for (const name of ['api', 'worker']) {
+      expect(required.filter((variable) => !(variable in services[name]!.environment!))).toEqual([]);
     }
   });
 
