@@ -82,7 +82,8 @@ export const issuanceJsonSchema = z.strictObject({ ...commonShape, files: z.arra
 const multipartTextSchema = z.strictObject(commonShape);
 
 function zodToAppError(error: z.ZodError, raw: unknown): AppError {
-  const issue = error.issues[0]!;
+  // an unknown field is reported before anything missing: it is the likelier mistake (or probe)
+  const issue = error.issues.find((i) => i.code === 'unrecognized_keys') ?? error.issues[0]!;
   if (issue.code === 'unrecognized_keys') {
     const key = issue.keys[0] ?? '';
     const field = [...issue.path.map(String), key].join('.');
