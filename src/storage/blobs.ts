@@ -1,12 +1,18 @@
 import { createHash } from 'node:crypto';
-import { Binary, GridFSBucket, type Db, type Filter, type ObjectId } from 'mongodb';
+import { Binary, type Db, type Filter } from 'mongodb';
 
 /**
- * Byte storage shared by the staging and packages collections: one metadata document per blob
- * (keyed by a deterministic string id), the bytes inline below `threshold` and in a GridFS bucket
- * (same id) at or above it. Writes are idempotent: a repeat replaces the earlier bytes, including
- * a half-written GridFS file left by a crash. The metadata document is written last, so it only
- * ever points at complete bytes.
+ * Byte storage shared by the staging and packages collections. Each blob has a small metadata
+ * document in `collection` (queried by field: issuance, expiry, state) and its bytes elsewhere,
+ * addressed only by `_id`: below `thresholdBytes` one document in `<collection>Data`, at or above it
+ * a GridFS bucket (`<bucket>.files` + `<bucket>.chunks`, the standard layout, readable by GridFS
+ * tools). Chunks get deterministic ids (`<fileId>#<n>`) and are read and deleted by `_id`, never by
+ * a `files_id` query: FerretDB v1 pushes only `_id` equality down to its backend and scans every
+ * document (bytes included) for any other filter, which made `files_id` lookups grow with the bucket.
+ *
+ * Writes are idempotent and ordered so a crash leaves nothing a reader can see half-written: the
+ * GridFS files document first (so every chunk is reachable for cleanup), then the chunks, then the
+ * metadata document last. A repeat overwrites the same ids and trims what the earlier write had more.
  */
 
 export interface BlobMeta {
@@ -15,7 +21,6 @@ export interface BlobMeta {
   /** sha256 (hex) of the bytes */
   sha256: string;
   storage: 'inline' | 'gridfs';
-  data?: Binary;
 }
 
 export interface BlobStoreOptions {
@@ -24,28 +29,79 @@ export interface BlobStoreOptions {
   thresholdBytes: number;
 }
 
+interface GridFile {
+  _id: string;
+  length: number;
+  chunkSize: number;
+  uploadDate: Date;
+  filename: string;
+}
+
+interface Chunk {
+  _id: string;
+  files_id: string;
+  n: number;
+  data: Binary;
+}
+
 const CHUNK_BYTES = 1024 * 1024;
+const chunkId = (fileId: string, n: number) => `${fileId}#${n}`;
+const chunkCount = (length: number, chunkSize: number) => Math.ceil(length / chunkSize);
 
 export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions) {
   const meta = db.collection<T>(options.collection);
-  const bucket = new GridFSBucket(db, { bucketName: options.bucket, chunkSizeBytes: CHUNK_BYTES });
-  const files = db.collection<{ _id: string }>(`${options.bucket}.files`);
-  const chunks = db.collection<{ files_id: string }>(`${options.bucket}.chunks`);
+  const inline = db.collection<{ _id: string; data: Binary }>(`${options.collection}Data`);
+  const files = db.collection<GridFile>(`${options.bucket}.files`);
+  const chunks = db.collection<Chunk>(`${options.bucket}.chunks`);
 
-  async function deleteGridFs(id: string): Promise<void> {
-    await files.deleteOne({ _id: id });
-    await chunks.deleteMany({ files_id: id });
+  /** Deletes chunks `from`.. of a file: up to `until` when known, else until the first missing one. */
+  async function deleteChunks(fileId: string, from: number, until?: number): Promise<void> {
+    for (let n = from; until === undefined || n < until; n += 1) {
+      const { deletedCount } = await chunks.deleteOne({ _id: chunkId(fileId, n) });
+      if (deletedCount === 0 && until === undefined) return;
+    }
   }
 
-  async function upload(id: string, bytes: Uint8Array): Promise<void> {
+  async function deleteGridFs(fileId: string): Promise<void> {
+    const file = await files.findOne({ _id: fileId });
+    await deleteChunks(fileId, 0, file ? chunkCount(file.length, file.chunkSize) : undefined);
+    if (file) await deleteChunks(fileId, chunkCount(file.length, file.chunkSize)); // leftovers of a longer earlier write
+    await files.deleteOne({ _id: fileId });
+  }
+
+  async function writeGridFs(fileId: string, bytes: Uint8Array): Promise<void> {
+    const previous = await files.findOne({ _id: fileId });
+    const count = chunkCount(bytes.length, CHUNK_BYTES);
+    const file: GridFile = {
+      _id: fileId,
+      length: bytes.length,
+      chunkSize: CHUNK_BYTES,
+      uploadDate: new Date(),
+      filename: fileId,
+    };
+    await files.replaceOne({ _id: fileId }, file, { upsert: true });
+    for (let n = 0; n < count; n += 1) {
+      const data = new Binary(bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES));
+      await chunks.replaceOne({ _id: chunkId(fileId, n) }, { files_id: fileId, n, data }, { upsert: true });
+    }
+    if (previous) await deleteChunks(fileId, count, chunkCount(previous.length, previous.chunkSize));
+  }
+
+  async function readGridFs(fileId: string): Promise<Buffer | undefined> {
+    const file = await files.findOne({ _id: fileId });
+    if (!file) return undefined;
+    const parts: Buffer[] = [];
+    for (let n = 0; n < chunkCount(file.length, file.chunkSize); n += 1) {
+      const chunk = await chunks.findOne({ _id: chunkId(fileId, n) });
+      if (!chunk) throw new Error(`blob ${fileId}: chunk ${n} missing`);
+      parts.push(Buffer.from(chunk.data.buffer));
+    }
+    return Buffer.concat(parts);
+  }
+
+  async function deleteBytes(id: string): Promise<void> {
+    await inline.deleteOne({ _id: id });
     await deleteGridFs(id);
-    // GridFS ids are typed as ObjectId but any BSON value works; ours are deterministic strings.
-    const stream = bucket.openUploadStreamWithId(id as unknown as ObjectId, id);
-    await new Promise<void>((resolve, reject) => {
-      stream.once('finish', () => resolve());
-      stream.once('error', reject);
-      stream.end(bytes);
-    });
   }
 
   return {
@@ -55,49 +111,41 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     async put(id: string, bytes: Uint8Array, fields: Omit<T, keyof BlobMeta>): Promise<BlobMeta> {
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       const gridfs = bytes.length >= options.thresholdBytes;
-      if (gridfs) await upload(id, bytes);
-      const record: BlobMeta = {
-        _id: id,
-        size: bytes.length,
-        sha256,
-        storage: gridfs ? 'gridfs' : 'inline',
-        ...(gridfs ? {} : { data: new Binary(bytes) }),
-      };
-      const doc = { ...fields, ...record } as unknown as T;
-      await meta.replaceOne({ _id: id } as Filter<T>, doc, { upsert: true });
-      if (!gridfs) await deleteGridFs(id); // a retry may have crossed the threshold the other way
-      return { _id: id, size: record.size, sha256, storage: record.storage };
+      if (gridfs) await writeGridFs(id, bytes);
+      else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
+      const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
+      await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
+      // a retry may have crossed the threshold the other way
+      if (gridfs) await inline.deleteOne({ _id: id });
+      else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
+      return record;
     },
 
     async read(id: string): Promise<Buffer | undefined> {
       const doc = (await meta.findOne({ _id: id } as Filter<T>)) as BlobMeta | null;
       if (!doc) return undefined;
-      if (doc.storage === 'inline') return Buffer.from(doc.data?.buffer ?? new Uint8Array());
-      const parts: Buffer[] = [];
-      for await (const chunk of bucket.openDownloadStream(id as unknown as ObjectId)) parts.push(chunk as Buffer);
-      return Buffer.concat(parts);
+      if (doc.storage === 'gridfs') return readGridFs(id);
+      const row = await inline.findOne({ _id: id });
+      return row ? Buffer.from(row.data.buffer) : undefined;
     },
 
     /** Deletes every blob matching the filter, bytes first; returns how many metadata documents went. */
     async deleteWhere(filter: Filter<T>): Promise<number> {
-      const docs = await meta.find(filter, { projection: { _id: 1, storage: 1 } }).toArray();
-      for (const doc of docs as unknown as BlobMeta[]) if (doc.storage === 'gridfs') await deleteGridFs(doc._id);
-      if (docs.length === 0) return 0;
-      const res = await meta.deleteMany({ _id: { $in: docs.map((d) => d._id) } } as Filter<T>);
-      return res.deletedCount;
+      const docs = (await meta.find(filter, { projection: { _id: 1 } }).toArray()) as unknown as { _id: string }[];
+      for (const doc of docs) {
+        await deleteBytes(doc._id);
+        await meta.deleteOne({ _id: doc._id } as Filter<T>);
+      }
+      return docs.length;
     },
 
-    /** GridFS files with no metadata document (a crash between the two writes), older than `before`. */
-    async deleteOrphanFiles(before: Date): Promise<number> {
-      const candidates = await db
-        .collection<{ _id: string; uploadDate: Date }>(`${options.bucket}.files`)
-        .find({ uploadDate: { $lt: before } }, { projection: { _id: 1 } })
-        .toArray();
+    /** Bytes whose metadata document was never written (a crash mid-put), older than `before`. */
+    async deleteOrphans(before: Date): Promise<number> {
       let removed = 0;
-      for (const file of candidates) {
-        const owner = await meta.findOne({ _id: file._id } as Filter<T>, { projection: { _id: 1 } });
-        if (!owner) {
-          await deleteGridFs(file._id);
+      const candidates = await files.find({ uploadDate: { $lt: before } }, { projection: { _id: 1 } }).toArray();
+      for (const { _id } of candidates) {
+        if (!(await meta.findOne({ _id } as Filter<T>, { projection: { _id: 1 } }))) {
+          await deleteGridFs(_id);
           removed += 1;
         }
       }

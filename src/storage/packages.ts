@@ -41,7 +41,7 @@ export function packagesRepository(db: Db, thresholdBytes: number) {
     deleteForIssuances: (issuanceIds: string[]) => blobs.deleteWhere({ issuanceId: { $in: issuanceIds } }),
     async sweepAbandoned(olderThan: Date): Promise<number> {
       const removed = await blobs.deleteWhere({ state: 'pending', createdAt: { $lt: olderThan } });
-      await blobs.deleteOrphanFiles(olderThan);
+      await blobs.deleteOrphans(olderThan);
       return removed;
     },
     count: (filter: { issuanceId?: string; recordId?: string } = {}) => blobs.collection.countDocuments(filter),

@@ -44,7 +44,7 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
     /** Deletes every entry past its expiry, and GridFS bytes orphaned by a crash; returns entries deleted. */
     async sweepExpired(now = new Date()): Promise<number> {
       const removed = await blobs.deleteWhere({ expiresAt: { $lt: now } });
-      await blobs.deleteOrphanFiles(new Date(now.getTime() - 60_000));
+      await blobs.deleteOrphans(new Date(now.getTime() - 60_000));
       return removed;
     },
   };
