@@ -3,6 +3,7 @@ import { passes, type BenchResult } from './types';
 /** Each bench module exports `run(): Promise<BenchResult[]>`; add new ones to this list. */
 const benches: { name: string; load: () => Promise<{ run: () => Promise<BenchResult[]> }> }[] = [
   { name: 'crypto', load: () => import('./crypto') },
+  { name: 'issuance', load: () => import('./issuance') },
 ];
 
 async function main(): Promise<void> {
