@@ -1,8 +1,18 @@
-import { createCipheriv, createDecipheriv, createECDH, createHmac, randomFillSync, type ECDH } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createECDH,
+  createHmac,
+  randomBytes,
+  randomFillSync,
+  type ECDH,
+} from 'node:crypto';
+import type { ProjPointType } from '@noble/curves/abstract/weierstrass';
 import {
   NOBLE,
   NODE_CURVE,
   CryptoError,
+  assertCurve,
   bigIntToBytes,
   bytesToBigInt,
   checkScalar,
@@ -33,9 +43,7 @@ export const MAX_ITEM_BYTES = 25 * 1024 * 1024;
 const CHUNK_BYTES = 1024 * 1024;
 
 export function eciesEncrypt(publicKey: CakPublicKey, plaintext: Uint8Array): Buffer {
-  const { ecdh, next } = ephemeralEcdh(publicKey.curve);
-  const ephemeral = ecdh.generateKeys();
-  const shared = encryptSharedPoint(publicKey, ecdh, ephemeral, next);
+  const { ephemeral, shared } = encryptKeyAgreement(publicKey);
   return seal(ephemeral, shared, randomFillSync(Buffer.allocUnsafe(NONCE_LENGTH)), plaintext);
 }
 
@@ -49,10 +57,7 @@ export function eciesEncryptForTestVector(
   plaintext: Uint8Array,
   fixed: { ephemeralScalar: Buffer; nonce: Buffer },
 ): Buffer {
-  const ecdh = createECDH(NODE_CURVE[publicKey.curve]);
-  ecdh.setPrivateKey(checkScalar(fixed.ephemeralScalar, publicKey.curve));
-  const ephemeral = ecdh.getPublicKey();
-  const shared = encryptSharedPoint(publicKey, ecdh, ephemeral, createECDH(NODE_CURVE[publicKey.curve]));
+  const { ephemeral, shared } = encryptKeyAgreement(publicKey, checkScalar(fixed.ephemeralScalar, publicKey.curve));
   return seal(ephemeral, shared, fixed.nonce, plaintext);
 }
 
@@ -82,7 +87,7 @@ export function ecdhSharedPoint(privateKey: CakPrivateKey, publicKey: CakPublicK
   if (privateKey.curve !== publicKey.curve) throw new CryptoError('KEY_WRONG_CURVE', 'keys are on different curves');
   const ecdh = createECDH(NODE_CURVE[privateKey.curve]);
   ecdh.setPrivateKey(checkScalar(privateKey.scalar, privateKey.curve));
-  const peer = recipientPoints(publicKey);
+  const peer = recipientFor(publicKey);
   return sharedPointPlusOwn(privateKey.curve, ecdh, ecdh.getPublicKey(), peer.point, peer.plusG);
 }
 
@@ -177,7 +182,9 @@ function recoverSharedPoint(curve: Curve, x1Bytes: Buffer, x3Bytes: Buffer, anch
 }
 
 function fullPointFallback(curve: Curve, ecdh: ECDH, peer: Buffer): Buffer {
-  return Buffer.from(NOBLE[curve].getSharedSecret(ecdh.getPrivateKey(), peer, false));
+  // node returns the scalar without leading zero bytes (1 byte for e = 1); noble wants exactly 32.
+  const scalar = bigIntToBytes(bytesToBigInt(ecdh.getPrivateKey()));
+  return Buffer.from(NOBLE[curve].getSharedSecret(scalar, peer, false));
 }
 
 /** Anchor = our own public key (`own` = k·G); `peerPlusG` = B + G, or null at infinity. */
@@ -188,11 +195,87 @@ function sharedPointPlusOwn(curve: Curve, ecdh: ECDH, own: Buffer, peer: Buffer,
   return shared ?? fullPointFallback(curve, ecdh, peer);
 }
 
-/** Encrypt side: `ecdh` holds the ephemeral scalar e, `next` is a spare ECDH object for e + 1. */
-function encryptSharedPoint(publicKey: CakPublicKey, ecdh: ECDH, ephemeral: Buffer, next: ECDH): Buffer {
-  const { curve } = publicKey;
-  const recipient = recipientPoints(publicKey);
-  if (!ANCHOR_ON_RECIPIENT[curve]) return sharedPointPlusOwn(curve, ecdh, ephemeral, recipient.point, recipient.plusG);
+/*
+ * Encrypt side: a fresh ephemeral scalar e, its public key E = e·G and the full shared point
+ * S = e·Q for the recipient key Q. Two routes, chosen per curve from `npm run bench`
+ * (docs/crypto.md, "Encrypt fast path"):
+ *
+ *   - table (secp256k1, from the second message to a recipient on): both multiplications in
+ *     @noble/curves with precomputed windows, E with noble's built-in table for G and S with a
+ *     table built once for Q. It is the same constant-time windowed multiplication noble uses
+ *     for public keys (every window does one addition, real or dummy). S comes out with both
+ *     coordinates, so there is nothing to recover. OpenSSL has no fast secp256k1 code and node
+ *     runs a full key check, one more scalar multiplication, inside every ECDH call, so two table
+ *     multiplications in JavaScript cost about half of the native route.
+ *   - native (P-256 always; secp256k1 for a recipient seen for the first time): node:crypto ECDH
+ *     with y recovered as above. P-256 has assembly in OpenSSL that JavaScript cannot approach.
+ */
+
+type TablePoint = ProjPointType<bigint>;
+
+/** Window width of a recipient table: 1376 points, ~10 ms to build, ~0.37 ms per multiplication. */
+const TABLE_WINDOW_BITS = 6;
+/** A recipient gets a table on its second message: a one-off recipient never pays for one. */
+const TABLE_AFTER_ENCRYPTS = 2;
+const TABLE_CURVES: Record<Curve, boolean> = { secp256r1: false, secp256k1: true };
+
+/** How a shared point was computed; returned to tests, never part of the output. */
+export type KeyAgreementRoute = 'table' | 'native';
+
+interface KeyAgreement {
+  ephemeral: Buffer;
+  shared: Buffer;
+  route: KeyAgreementRoute;
+}
+
+/** `fixedScalar` only for test vectors; otherwise e is drawn here. */
+function encryptKeyAgreement(publicKey: CakPublicKey, fixedScalar?: Buffer): KeyAgreement {
+  const recipient = recipientFor(publicKey);
+  recipient.encrypts++;
+  const table = tableFor(recipient);
+  if (table) {
+    const e = fixedScalar ? bytesToBigInt(fixedScalar) : randomScalar(recipient.curve);
+    return tableKeyAgreement(recipient.curve, table, e);
+  }
+  return nativeKeyAgreement(recipient, fixedScalar);
+}
+
+function tableKeyAgreement(curve: Curve, table: TablePoint, e: bigint): KeyAgreement {
+  const { ProjectivePoint } = pointMath(curve);
+  // multiply() (not multiplyUnsafe): the constant-time path, e is secret.
+  const ephemeral = ProjectivePoint.BASE.multiply(e).toRawBytes(false);
+  const shared = table.multiply(e).toRawBytes(false);
+  return { ephemeral: asBuffer(ephemeral), shared: asBuffer(shared), route: 'table' };
+}
+
+/** Uniform in [1, n-1] by rejection sampling (a retry has probability < 2^-32 on both curves). */
+function randomScalar(curve: Curve): bigint {
+  const { n } = pointMath(curve);
+  for (;;) {
+    const e = bytesToBigInt(randomBytes(32));
+    if (e !== 0n && e < n) return e;
+  }
+}
+
+function nativeKeyAgreement(recipient: Recipient, fixedScalar?: Buffer): KeyAgreement {
+  const { curve } = recipient;
+  const { ecdh, next } = ephemeralEcdh(curve);
+  let ephemeral: Buffer;
+  if (fixedScalar) {
+    ecdh.setPrivateKey(fixedScalar);
+    ephemeral = ecdh.getPublicKey();
+  } else {
+    ephemeral = ecdh.generateKeys();
+  }
+  const shared = ANCHOR_ON_RECIPIENT[curve]
+    ? sharedPointPlusRecipient(recipient, ecdh, next)
+    : sharedPointPlusOwn(curve, ecdh, ephemeral, recipient.point, recipient.plusG);
+  return { ephemeral, shared, route: 'native' };
+}
+
+/** Anchor = the recipient key Q: x(S + Q) = x((e + 1)·Q); `next` is a spare ECDH object for e + 1. */
+function sharedPointPlusRecipient(recipient: Recipient, ecdh: ECDH, next: ECDH): Buffer {
+  const { curve } = recipient;
   const x1 = ecdh.computeSecret(recipient.point);
   const e1 = bytesToBigInt(ecdh.getPrivateKey()) + 1n;
   let shared: Buffer | null = null;
@@ -203,7 +286,7 @@ function encryptSharedPoint(publicKey: CakPublicKey, ecdh: ECDH, ephemeral: Buff
   return shared ?? fullPointFallback(curve, ecdh, recipient.point);
 }
 
-/** Which encrypt-side anchor is faster, measured with `npm run bench` (docs/crypto.md). */
+/** Which native anchor is faster, measured with `npm run bench` (docs/crypto.md). */
 const ANCHOR_ON_RECIPIENT: Record<Curve, boolean> = { secp256r1: true, secp256k1: false };
 
 /** B + G (uncompressed), or null when it is the point at infinity. */
@@ -213,21 +296,90 @@ function addGenerator(curve: Curve, point: Buffer): Buffer | null {
   return sum.equals(ProjectivePoint.ZERO) ? null : Buffer.from(sum.toRawBytes(false));
 }
 
-interface RecipientPoints {
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+/** A small least-recently-used map (a Map iterates in insertion order; a hit re-inserts). */
+class Lru<V> {
+  private readonly entries = new Map<string, V>();
+  constructor(public limit: number) {}
+
+  get(key: string): V | undefined {
+    const value = this.entries.get(key);
+    if (value !== undefined) {
+      this.entries.delete(key);
+      this.entries.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: string, value: V): void {
+    this.entries.delete(key);
+    this.entries.set(key, value);
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= this.limit) break;
+      this.entries.delete(oldest);
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  clear(): void {
+    this.entries.clear();
+  }
+}
+
+/** Everything per recipient key that does not depend on the message: computed once, validated first. */
+interface Recipient {
+  curve: Curve;
+  cacheKey: string;
   point: Buffer;
+  /** Q + G, or null when it is the point at infinity (Q = -G). */
   plusG: Buffer | null;
   anchor: Anchor;
+  encrypts: number;
 }
-const recipientCache = new WeakMap<CakPublicKey, RecipientPoints>();
 
-/** Validates the recipient key (it may have been built by hand) and caches Q + G per key object. */
-function recipientPoints(publicKey: CakPublicKey): RecipientPoints {
-  const cached = recipientCache.get(publicKey);
-  if (cached && cached.point.equals(publicKey.uncompressed)) return cached;
-  const point = validatePointBytes(publicKey.uncompressed, publicKey.curve);
-  const entry = { point, plusG: addGenerator(publicKey.curve, point), anchor: anchorOf(publicKey.curve, point) };
-  recipientCache.set(publicKey, entry);
+const RECIPIENT_CACHE_LIMIT = 1024;
+/** Tables are ~0.2 MB each (1376 points), so far fewer of them are kept than recipients. */
+const TABLE_CACHE_LIMIT = 32;
+const recipients = new Lru<Recipient>(RECIPIENT_CACHE_LIMIT);
+const tables = new Lru<TablePoint>(TABLE_CACHE_LIMIT);
+
+/** The cache key is the curve and the exact key bytes; only a validated key is ever stored. */
+function cacheKeyOf(curve: Curve, bytes: Buffer): string {
+  return `${curve}:${bytes.toString('hex')}`;
+}
+
+/** Validates the recipient key (it may have been built by hand) unless these exact bytes were validated before. */
+function recipientFor(publicKey: CakPublicKey): Recipient {
+  const curve = assertCurve(publicKey.curve);
+  const cached = recipients.get(cacheKeyOf(curve, publicKey.uncompressed));
+  if (cached) return cached;
+  const point = validatePointBytes(publicKey.uncompressed, curve);
+  const entry: Recipient = {
+    curve,
+    cacheKey: cacheKeyOf(curve, point),
+    point,
+    plusG: addGenerator(curve, point),
+    anchor: anchorOf(curve, point),
+    encrypts: 0,
+  };
+  recipients.set(entry.cacheKey, entry);
   return entry;
+}
+
+function tableFor(recipient: Recipient): TablePoint | undefined {
+  if (!TABLE_CURVES[recipient.curve]) return undefined;
+  const cached = tables.get(recipient.cacheKey);
+  if (cached || recipient.encrypts < TABLE_AFTER_ENCRYPTS) return cached;
+  const table = pointMath(recipient.curve).ProjectivePoint.fromHex(recipient.point);
+  table.precompute(TABLE_WINDOW_BITS, false); // noble keeps the windows with this point object
+  tables.set(recipient.cacheKey, table);
+  return table;
 }
 
 // Two ECDH objects per curve for ephemeral keys (e and e + 1): generateKeys() and setPrivateKey()
@@ -242,3 +394,20 @@ function ephemeralEcdh(curve: Curve): { ecdh: ECDH; next: ECDH } {
   }
   return pair;
 }
+
+/** For tests only: the encrypt-side key agreement with a given scalar, and the caches. */
+export const eciesInternalsForTests = {
+  keyAgreement: (publicKey: CakPublicKey, ephemeralScalar: Buffer): KeyAgreement =>
+    encryptKeyAgreement(publicKey, checkScalar(ephemeralScalar, publicKey.curve)),
+  cacheSizes: () => ({ recipients: recipients.size, tables: tables.size }),
+  setCacheLimits(limits: { recipients: number; tables: number }): void {
+    recipients.limit = limits.recipients;
+    tables.limit = limits.tables;
+  },
+  resetCaches(): void {
+    recipients.clear();
+    tables.clear();
+    recipients.limit = RECIPIENT_CACHE_LIMIT;
+    tables.limit = TABLE_CACHE_LIMIT;
+  },
+};

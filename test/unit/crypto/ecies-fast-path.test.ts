@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import { p256 } from '@noble/curves/p256';
+import { secp256k1 } from '@noble/curves/secp256k1';
+import { eciesDecrypt, eciesEncrypt, eciesInternalsForTests as internals } from '../../../src/crypto/ecies';
+import { CryptoError, CURVES, generateKeyPair, type Curve } from '../../../src/crypto/keys';
+
+const NOBLE = { secp256r1: p256, secp256k1 } as const;
+
+function scalarBytes(d: bigint): Buffer {
+  return Buffer.from(d.toString(16).padStart(64, '0'), 'hex');
+}
+
+/** The encrypt-side key agreement for `scalar`, checked against noble's full-point ECDH. */
+function agreesWithNoble(curve: Curve, recipient: Buffer, scalar: Buffer): { ok: boolean; route: string } {
+  const noble = NOBLE[curve];
+  const got = internals.keyAgreement({ curve, uncompressed: recipient }, scalar);
+  const shared = Buffer.from(noble.getSharedSecret(scalar, recipient, false));
+  const ephemeral = Buffer.from(noble.getPublicKey(scalar, false));
+  return { ok: got.shared.equals(shared) && got.ephemeral.equals(ephemeral), route: got.route };
+}
+
+afterEach(() => internals.resetCaches());
+
+describe.each(CURVES)('encrypt fast path on %s', (curve) => {
+  const tableCurve = curve === 'secp256k1';
+
+  it('cache misses, hits and tables give the full-point ECDH of noble on many random keys', () => {
+    const routes: string[][] = [];
+    const mismatches: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const recipient = generateKeyPair(curve).publicKey;
+      const perRecipient: string[] = [];
+      for (let m = 0; m < 3; m++) {
+        const scalar = generateKeyPair(curve).privateKey;
+        const { ok, route } = agreesWithNoble(curve, recipient, scalar);
+        if (!ok) mismatches.push(`${recipient.toString('hex')} ${scalar.toString('hex')}`);
+        perRecipient.push(route);
+      }
+      routes.push(perRecipient);
+    }
+    expect(mismatches).toEqual([]);
+    const expected = tableCurve ? ['native', 'table', 'table'] : ['native', 'native', 'native'];
+    expect(routes.every((r) => r.join() === expected.join())).toBe(true);
+  });
+
+  it('stays correct when both caches evict, and never grows past its bounds', () => {
+    internals.setCacheLimits({ recipients: 3, tables: 2 });
+    const recipients = Array.from({ length: 6 }, () => generateKeyPair(curve).publicKey);
+    const mismatches: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      recipients.forEach((recipient, i) => {
+        for (let m = 0; m < 2; m++) {
+          if (!agreesWithNoble(curve, recipient, generateKeyPair(curve).privateKey).ok) mismatches.push(i);
+        }
+        const sizes = internals.cacheSizes();
+        expect(sizes.recipients).toBeLessThanOrEqual(3);
+        expect(sizes.tables).toBeLessThanOrEqual(2);
+      });
+    }
+    expect(mismatches).toEqual([]);
+  });
+
+  it('handles the degenerate recipients ±G and the extreme scalars 1, 2 and n-1 on every route', () => {
+    const noble = NOBLE[curve];
+    const g = noble.ProjectivePoint.BASE;
+    const recipients = [g, g.negate(), g.double()].map((p) => Buffer.from(p.toRawBytes(false)));
+    const scalars = [1n, 2n, noble.CURVE.n - 1n, noble.CURVE.n - 2n].map(scalarBytes);
+    const failures: string[] = [];
+    for (const recipient of recipients) {
+      // Three passes: the first is the native route, later ones the table route on secp256k1.
+      for (let pass = 0; pass < 3; pass++) {
+        for (const scalar of scalars) {
+          if (!agreesWithNoble(curve, recipient, scalar).ok) failures.push(`${pass} ${scalar.toString('hex')}`);
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('round-trips through eciesEncrypt on both routes, and to ±G', () => {
+    const noble = NOBLE[curve];
+    const { publicKey, privateKey } = generateKeyPair(curve);
+    for (let i = 0; i < 5; i++) {
+      const plaintext = randomBytes(100 + i);
+      const pkg = eciesEncrypt({ curve, uncompressed: publicKey }, plaintext);
+      expect(eciesDecrypt({ curve, scalar: privateKey }, pkg).equals(plaintext)).toBe(true);
+    }
+    const g = noble.ProjectivePoint.BASE;
+    for (const [point, d] of [
+      [g, 1n],
+      [g.negate(), noble.CURVE.n - 1n],
+    ] as const) {
+      for (let i = 0; i < 3; i++) {
+        const pkg = eciesEncrypt({ curve, uncompressed: Buffer.from(point.toRawBytes(false)) }, Buffer.from('edge'));
+        expect(eciesDecrypt({ curve, scalar: scalarBytes(d) }, pkg).toString()).toBe('edge');
+      }
+    }
+  });
+
+  it('validates a hand-built key every time and caches nothing for an invalid one', () => {
+    const bad = generateKeyPair(curve).publicKey;
+    bad[64]! ^= 1; // off the curve
+    for (let i = 0; i < 3; i++) {
+      let code = 'OK';
+      try {
+        eciesEncrypt({ curve, uncompressed: bad }, Buffer.from('x'));
+      } catch (err) {
+        code = err instanceof CryptoError ? err.code : 'UNEXPECTED';
+      }
+      expect(code).toBe('KEY_NOT_ON_CURVE');
+    }
+    expect(internals.cacheSizes()).toEqual({ recipients: 0, tables: 0 });
+    // The same bytes on the other curve are a different cache key.
+    const good = generateKeyPair(curve).publicKey;
+    eciesEncrypt({ curve, uncompressed: good }, Buffer.from('x'));
+    const other = curve === 'secp256k1' ? 'secp256r1' : 'secp256k1';
+    expect(() => eciesEncrypt({ curve: other, uncompressed: good }, Buffer.from('x'))).toThrow(CryptoError);
+  });
+
+  it('accepts compressed bytes handed in by hand and gives the same shared point', () => {
+    const noble = NOBLE[curve];
+    const { publicKey } = generateKeyPair(curve);
+    const compressed = Buffer.from(noble.ProjectivePoint.fromHex(publicKey).toRawBytes(true));
+    const scalar = generateKeyPair(curve).privateKey;
+    for (let i = 0; i < 3; i++) {
+      const viaCompressed = internals.keyAgreement({ curve, uncompressed: compressed }, scalar);
+      expect(viaCompressed.shared.equals(Buffer.from(noble.getSharedSecret(scalar, publicKey, false)))).toBe(true);
+    }
+  });
+});
