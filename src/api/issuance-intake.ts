@@ -142,7 +142,7 @@ export function issuanceIntake(deps: IntakeDeps) {
       const candidate: IssuanceDoc = {
         _id: issuanceId,
         clientId,
-        fingerprint: requestFingerprint(request),
+        fingerprint: requestFingerprint(request, deps.idSecret),
         workflowId: issuanceWorkflowId(deps.idSecret, issuanceId),
         recordId: recordIdFor(deps.idSecret, request.issuerDid, request.userId, request.schemaId),
         userId: request.userId,

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { AppError } from './errors';
 import { FIELDS_ITEM_KIND, type CakCurve } from './issuance';
@@ -265,8 +265,12 @@ export function parseIssuanceMultipart(parts: MultipartPart[], limits: IssuanceL
   return request;
 }
 
-/** Hash of the request's meaning (not its encoding): the same issuance sent as JSON or multipart hashes the same. */
-export function requestFingerprint(request: IssuanceRequest): string {
+/**
+ * Keyed hash of the request's meaning (not its encoding): the same issuance sent as JSON or
+ * multipart hashes the same. Keyed (HMAC), since a plain hash of a few text fields could be
+ * confirmed by guessing.
+ */
+export function requestFingerprint(request: IssuanceRequest, secret: string): string {
   const canonical = canonicalJson({
     userId: request.userId,
     issuerDid: request.issuerDid,
@@ -282,7 +286,7 @@ export function requestFingerprint(request: IssuanceRequest): string {
       sha256: createHash('sha256').update(f.data).digest('hex'),
     })),
   });
-  return createHash('sha256').update(canonical).digest('hex');
+  return createHmac('sha256', secret).update(canonical).digest('hex');
 }
 
 export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9._:-]{8,128}$/;
