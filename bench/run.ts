@@ -4,6 +4,7 @@ import { passes, type BenchResult } from './types';
 const benches: { name: string; load: () => Promise<{ run: () => Promise<BenchResult[]> }> }[] = [
   { name: 'crypto', load: () => import('./crypto') },
   { name: 'issuance', load: () => import('./issuance') },
+  { name: 'callbacks', load: () => import('./callbacks') },
 ];
 
 async function main(): Promise<void> {

@@ -15,6 +15,7 @@ import { parseApiKeys } from './auth';
 import type { AdminRouteDeps } from './admin';
 import { authorizationStarter, startInboxRelay, type InboxRelay, type RelayOptions } from './callback-relay';
 import type { CallbackRouteDeps } from './callbacks';
+import { deliveryLog } from './delivery-log';
 import type { PackageSource, VerifierRouteDeps } from './verifier';
 
 /** The callback, Verifier and admin routes' dependencies; `startApi` and the tests share it. */
@@ -24,6 +25,8 @@ export interface AuthorizationApiDeps {
   admin: AdminRouteDeps;
   /** starts the inbox relay (the API process runs it; see docs/callbacks.md) */
   startRelay(options?: Partial<RelayOptions>): InboxRelay;
+  /** stops the relay and writes the buffered delivery log */
+  close(): Promise<void>;
 }
 
 export const DEFAULT_RELAY: RelayOptions = { intervalMs: 1_000, maxBackoffMs: 30_000, batchSize: 50 };
@@ -67,12 +70,13 @@ export function authorizationApiDeps(
     startTimeoutMs: overrides.startTimeoutMs ?? START_TIMEOUT_MS,
   });
   let relay: InboxRelay | undefined;
+  const deliveries = deliveryLog(authorizations, log);
   return {
     callbacks: {
       verifier: callbackSignatureVerifier(config),
       starter,
       inbox,
-      authorizations,
+      deliveries,
       idSecret: config.ID_HMAC_SECRET,
       log,
       onQueued: () => relay?.kick(),
@@ -107,6 +111,10 @@ export function authorizationApiDeps(
     startRelay(options = {}) {
       relay = startInboxRelay(inbox, starter, log, { ...DEFAULT_RELAY, ...options });
       return relay;
+    },
+    async close() {
+      await relay?.stop();
+      await deliveries.close();
     },
   };
 }

@@ -49,6 +49,22 @@ export interface StarterOptions {
   startTimeoutMs: number;
 }
 
+/** The start request of an authorization run: dedup policies and the searchable (pseudonymous) ids. */
+export function authorizationStartOptions(workflowId: string, taskQueue: string, input: AuthorizationInput) {
+  return {
+    workflowId,
+    taskQueue,
+    args: [input] as [AuthorizationInput],
+    workflowIdReusePolicy: 'REJECT_DUPLICATE' as const,
+    workflowIdConflictPolicy: 'FAIL' as const,
+    typedSearchAttributes: [
+      { key: CakUserId, value: input.userId },
+      { key: CakSchemaId, value: input.schemaId },
+      { key: CakVerifierDid, value: input.verifierDid },
+    ],
+  };
+}
+
 export function authorizationStarter(client: Client, options: StarterOptions): AuthorizationStarter {
   return {
     async start(authorizationId, payload, receivedAt) {
@@ -63,18 +79,10 @@ export function authorizationStarter(client: Client, options: StarterOptions): A
       };
       try {
         await client.withDeadline(Date.now() + options.startTimeoutMs, () =>
-          client.workflow.start<typeof authorizationWorkflow>('authorizationWorkflow', {
-            workflowId,
-            taskQueue: options.taskQueue,
-            args: [input],
-            workflowIdReusePolicy: 'REJECT_DUPLICATE',
-            workflowIdConflictPolicy: 'FAIL',
-            typedSearchAttributes: [
-              { key: CakUserId, value: payload.userId },
-              { key: CakSchemaId, value: payload.schemaId },
-              { key: CakVerifierDid, value: payload.verifierDid },
-            ],
-          }),
+          client.workflow.start<typeof authorizationWorkflow>(
+            'authorizationWorkflow',
+            authorizationStartOptions(workflowId, options.taskQueue, input),
+          ),
         );
         return { workflowId, duplicate: false };
       } catch (err) {

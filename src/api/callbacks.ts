@@ -10,9 +10,9 @@ import {
 import { assertSafeJson } from '../domain/safe-json';
 import type { Logger } from '../observability/logger';
 import type { CallbackSignatureVerifier } from '../platform/callback-signature';
-import type { AuthorizationsRepository } from '../storage/authorizations';
 import type { InboxRepository } from '../storage/inbox';
 import { TemporalUnavailableError, type AuthorizationStarter } from './callback-relay';
+import type { DeliveryLog } from './delivery-log';
 
 /**
  * POST /v1/cak/callbacks: the platform's authorization callback `{userId, verifierDid, schemaId}`.
@@ -25,11 +25,14 @@ import { TemporalUnavailableError, type AuthorizationStarter } from './callback-
  *   503 CALLBACK_NOT_DURABLE               neither could take it: the platform must retry
  */
 
+const KNOWN_MAX = 10_000;
+const KNOWN_TTL_MS = 10 * 60_000;
+
 export interface CallbackRouteDeps {
   verifier: CallbackSignatureVerifier;
   starter: AuthorizationStarter;
   inbox: InboxRepository;
-  authorizations: AuthorizationsRepository;
+  deliveries: DeliveryLog;
   idSecret: string;
   log: Logger;
   /** called after a delivery went to the inbox (wakes the relay) */
@@ -54,37 +57,42 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
   const router = Router();
   let temporalSuspectUntil = 0;
 
-  async function accept(payload: CallbackPayload, messageId: string | undefined, now: Date): Promise<DeliveryResult> {
+  /**
+   * Workflow ids this process saw Temporal hold (started, or refused as already started). A repeat
+   * delivery of one of them is already durable: it is answered without another round trip. Bounded
+   * (oldest evicted) and short-lived, so it only spares Temporal the platform's retry bursts.
+   */
+  const known = new Map<string, number>();
+  const remember = (workflowId: string) => {
+    known.delete(workflowId);
+    known.set(workflowId, Date.now() + KNOWN_TTL_MS);
+    if (known.size > KNOWN_MAX) known.delete(known.keys().next().value!);
+  };
+  const isKnown = (workflowId: string) => (known.get(workflowId) ?? 0) > Date.now();
+
+  async function accept(payload: CallbackPayload, now: Date): Promise<DeliveryResult & { authorizationId: string }> {
     const authorizationId = authorizationIdFor(deps.idSecret, payload);
     const workflowId = authorizationWorkflowId(authorizationId);
-    let result: DeliveryResult | undefined;
+    if (isKnown(workflowId)) return { authorizationId, workflowId, duplicate: true, queued: false };
     if (Date.now() >= temporalSuspectUntil) {
       try {
-        result = { ...(await deps.starter.start(authorizationId, payload, now)), queued: false };
+        const started = await deps.starter.start(authorizationId, payload, now);
+        remember(workflowId);
+        return { authorizationId, ...started, queued: false };
       } catch (err) {
         if (!(err instanceof TemporalUnavailableError)) throw err;
         temporalSuspectUntil = Date.now() + (deps.breakerMs ?? 1_000);
         deps.log.warn({ workflowId, err: err.message }, 'workflow start failed; queueing the delivery in the inbox');
       }
     }
-    if (!result) {
-      try {
-        const queued = await deps.inbox.put(authorizationId, payload, now);
-        result = { workflowId, duplicate: queued.duplicate, queued: true };
-        deps.onQueued?.();
-      } catch (err) {
-        deps.log.error({ workflowId, err: err instanceof Error ? err.message : String(err) }, 'inbox unavailable');
-        throw new AppError('CALLBACK_NOT_DURABLE', 'cannot record the callback right now; retry later', 503);
-      }
+    try {
+      const queued = await deps.inbox.put(authorizationId, payload, now);
+      deps.onQueued?.();
+      return { authorizationId, workflowId, duplicate: queued.duplicate, queued: true };
+    } catch (err) {
+      deps.log.error({ workflowId, err: err instanceof Error ? err.message : String(err) }, 'inbox unavailable');
+      throw new AppError('CALLBACK_NOT_DURABLE', 'cannot record the callback right now; retry later', 503);
     }
-    // Logging the delivery is bookkeeping, not durability: a failure must not turn a durable delivery into a 5xx.
-    const path = result.queued ? 'queued' : result.duplicate ? 'duplicate' : 'started';
-    await deps.authorizations
-      .logDelivery(authorizationId, { ...(messageId ? { messageId } : {}), path }, now)
-      .catch((err: unknown) =>
-        deps.log.warn({ workflowId, err: err instanceof Error ? err.message : String(err) }, 'delivery not logged'),
-      );
-    return result;
   }
 
   router.post(
@@ -108,9 +116,17 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
       }
       assertSafeJson(json, { maxDepth: 1, maxKeys: 8 });
       const payload = parseCallbackPayload(json);
-      const messageId = req.get('webhook-id');
-      const result = await accept(payload, messageId, new Date());
+      const now = new Date();
+      const { authorizationId, ...result } = await accept(payload, now);
       res.status(result.queued ? 202 : 200).json(result);
+      // The delivery log is bookkeeping (counts per authorization), written in batches off the ack path.
+      const messageId = req.get('webhook-id');
+      deps.deliveries.record({
+        authorizationId,
+        ...(messageId ? { messageId } : {}),
+        path: result.queued ? 'queued' : result.duplicate ? 'duplicate' : 'started',
+        at: now,
+      });
     },
   );
   return router;

@@ -59,7 +59,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   ensureAuthorizationIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
     log.warn({ err }, 'authorization indexes not ensured yet (database down?); retried by the first append'),
   );
-  const relay = authorization.startRelay(options.relay);
+  authorization.startRelay(options.relay);
   ensureIssuanceIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
     log.warn({ err }, 'issuance indexes not ensured yet (database down?); the worker ensures them at start'),
   );
@@ -79,7 +79,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
         server.closeIdleConnections();
       });
       server.closeAllConnections();
-      await relay.stop();
+      await authorization.close();
       await connection.close().catch(() => undefined);
       await mongo.close();
     },

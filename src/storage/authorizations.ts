@@ -90,15 +90,13 @@ export function authorizationsRepository(db: Db) {
     deliveries,
     ensureIndexes,
 
-    /** Logs one acknowledged delivery (insert-only: safe under any concurrency). */
-    async logDelivery(id: string, delivery: Pick<DeliveryDoc, 'messageId' | 'path'>, now = new Date()): Promise<void> {
-      await deliveries.insertOne({
-        _id: randomUUID(),
-        authorizationId: id,
-        ...(delivery.messageId ? { messageId: delivery.messageId } : {}),
-        path: delivery.path,
-        at: now,
-      });
+    /** Logs acknowledged deliveries (insert-only: safe under any concurrency). */
+    async logDeliveries(batch: Omit<DeliveryDoc, '_id'>[]): Promise<void> {
+      if (batch.length === 0) return;
+      await deliveries.insertMany(
+        batch.map((d) => ({ _id: randomUUID(), ...d })),
+        { ordered: false },
+      );
     },
 
     countDeliveries: (id: string) => deliveries.countDocuments({ authorizationId: id }),

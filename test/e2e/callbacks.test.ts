@@ -126,7 +126,9 @@ describe('authorization callbacks end to end', () => {
     const consent = await alice.obtainConsent({ issuerDid, userId, schemaId: 'kyc-basic', curve, duplicates: 2 });
     cakPrivateKey = consent.cakPrivateKey;
     const record = await alice.waitForDelivery(consent.callbackRecordId);
-    expect(record).toMatchObject({ status: 1, duplicateStatuses: [200, 200] });
+    expect(record).toMatchObject({ status: 1, duplicateStatuses: [expect.any(Number), expect.any(Number)] });
+    // 200 (Temporal has the run) or 202 (a slow start went to the inbox): both acknowledge
+    expect((record.duplicateStatuses as number[]).every((s) => s === 200 || s === 202)).toBe(true);
 
     const active = await eventually(
       async () => {
@@ -136,7 +138,7 @@ describe('authorization callbacks end to end', () => {
         return ((await res.json()) as { authorizations: { userId: string; deliveries: number; handlers: string[] }[] })
           .authorizations;
       },
-      (list) => list.some((a) => a.userId === userId),
+      (list) => list.some((a) => a.userId === userId && a.deliveries === 3),
     );
     expect(active.find((a) => a.userId === userId)).toMatchObject({ deliveries: 3, handlers: ['grant-access'] });
 
@@ -146,7 +148,11 @@ describe('authorization callbacks end to end', () => {
     expect(plain.get('id-front')!.equals(front)).toBe(true);
 
     const audit = auditRepository(database.db);
-    expect(await audit.count({ type: 'authorization' })).toBe(1);
+    // the audit step follows the grant: wait for it
+    await eventually(
+      () => audit.count({ type: 'authorization' }),
+      (n) => n === 1,
+    );
     expect(await audit.count({ type: 'verifier.manifest' })).toBe(1);
     expect(await audit.count({ type: 'verifier.package' })).toBe(2);
     expect(await audit.verifyChain()).toMatchObject({ ok: true });

@@ -15,6 +15,7 @@ import {
   seedRecord,
   startCallbackApi,
   type RunningWorker,
+  ACKED,
 } from './callbacks-harness';
 
 jest.setTimeout(120_000);
@@ -74,7 +75,7 @@ describe('the hash-chained audit trail', () => {
       schemaId: 'kyc-basic',
     }));
     for (const key of keys) await seedRecord(database.db, key);
-    for (const key of keys) expect((await postCallback(api.url, key)).status).toBe(200);
+    for (const key of keys) expect(ACKED).toContain((await postCallback(api.url, key)).status);
     await eventually(
       () => database.db.collection('audit_events').countDocuments({ type: 'authorization' }),
       (n) => n === 5,

@@ -6,7 +6,7 @@ import type { ApiHandle } from '../../src/api/server';
 import { DEV_CALLBACK_SECRET, type Config } from '../../src/config';
 import { signJwsEs256, signStandardWebhook } from '../../src/platform/callback-signature';
 import { freePort } from '../support/ports';
-import { callbackConfig, connectClient, countRuns, openDb, startCallbackApi } from './callbacks-harness';
+import { callbackConfig, connectClient, countRuns, openDb, startCallbackApi, ACKED } from './callbacks-harness';
 
 jest.setTimeout(120_000);
 
@@ -314,8 +314,8 @@ describe('hostile callbacks (standard-webhooks)', () => {
     };
     const first = await post();
     const retry = await post();
-    expect(first.status).toBe(200);
-    expect(retry.status).toBe(200);
+    expect(ACKED).toContain(first.status);
+    expect(ACKED).toContain(retry.status);
     expect(await retry.json()).toMatchObject({ duplicate: true });
   });
 
@@ -329,7 +329,9 @@ describe('hostile callbacks (standard-webhooks)', () => {
           undefined,
           { secret },
         );
-        expect((await fetch(`${rotatedApi.url}/v1/cak/callbacks`, { method: 'POST', headers, body })).status).toBe(200);
+        expect(ACKED).toContain(
+          (await fetch(`${rotatedApi.url}/v1/cak/callbacks`, { method: 'POST', headers, body })).status,
+        );
       }
     } finally {
       await rotatedApi.close();

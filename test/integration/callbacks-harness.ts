@@ -43,8 +43,12 @@ export async function runWorker(config: Config): Promise<RunningWorker> {
   };
 }
 
-export async function startCallbackApi(config: Config): Promise<ApiHandle> {
-  return startApi(config, { relay: { intervalMs: 100, maxBackoffMs: 500 }, callbackStartTimeoutMs: 1_500 });
+/** The real API with a quick inbox relay; `startTimeoutMs` shortens the wait for a stopped Temporal. */
+export async function startCallbackApi(config: Config, options: { startTimeoutMs?: number } = {}): Promise<ApiHandle> {
+  return startApi(config, {
+    relay: { intervalMs: 100, maxBackoffMs: 500 },
+    ...(options.startTimeoutMs ? { callbackStartTimeoutMs: options.startTimeoutMs } : {}),
+  });
 }
 
 export async function openDb(config: Config): Promise<{ db: Db; close(): Promise<void> }> {
@@ -93,6 +97,9 @@ export async function postCallback(
   const res = await fetch(`${apiUrl}/v1/cak/callbacks`, { method: 'POST', headers, body });
   return { status: res.status, body: (await res.json().catch(() => ({}))) as Record<string, unknown> };
 }
+
+/** A durable acknowledgement: 200 (Temporal has the run) or 202 (the inbox has the delivery). */
+export const ACKED = [200, 202];
 
 /** Runs `tasks` with at most `limit` in flight. */
 export async function inParallel<T>(limit: number, tasks: (() => Promise<T>)[]): Promise<T[]> {

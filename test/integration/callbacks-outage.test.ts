@@ -87,7 +87,7 @@ describe('authorization callbacks through outages', () => {
       TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
       MONGODB_URI: `mongodb://127.0.0.1:${ports.db}/`,
     });
-    api = await startCallbackApi(config);
+    api = await startCallbackApi(config, { startTimeoutMs: 1_500 });
   });
 
   afterAll(async () => {
@@ -129,9 +129,12 @@ describe('authorization callbacks through outages', () => {
       (n) => n === 10,
     );
     expect(await withClient((c) => countRuns(c, config.TEMPORAL_TASK_QUEUE))).toBe(10);
+    await eventually(
+      () => withDb((db) => db.collection('callback_deliveries').countDocuments({})),
+      (n) => n === 31,
+    );
     await withDb(async (db) => {
       expect(await db.collection('audit_events').countDocuments({ type: 'authorization' })).toBe(10);
-      expect(await db.collection('callback_deliveries').countDocuments({})).toBe(31);
     });
   });
 
