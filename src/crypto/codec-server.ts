@@ -1,8 +1,8 @@
-import { timingSafeEqual, createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Payload } from '@temporalio/common';
 import { z } from 'zod';
-import { type Keyring } from './keyring';
+import { activeKey, type Keyring } from './keyring';
 import { payloadCodecFor } from './payload-codec';
 
 /**
@@ -35,7 +35,7 @@ export function codecRouter(options: CodecRouterOptions): Router {
 
   router.use((req: Request, res: Response, next: NextFunction) => {
     const origin = req.headers.origin;
-    if (origin !== undefined) {
+    if (origin !== undefined && origin !== `${req.protocol}://${req.get('host')}`) {
       if (!origins.has(origin)) {
         res.status(403).json({ error: 'origin not allowed' });
         return;
@@ -54,12 +54,38 @@ export function codecRouter(options: CodecRouterOptions): Router {
     next();
   });
 
+  // Operators sign in once in the browser (the dev server's Web UI has no login of its own to pass
+  // a token); the UI then calls /decode with credentials included and the session cookie is the gate.
+  const sessions = codecSessions(options.keyring, tokenDigests);
+  router.get('/session', (_req: Request, res: Response) => {
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.send(SESSION_FORM);
+  });
+  router.post('/session', express.urlencoded({ extended: false, limit: '4kb' }), (req: Request, res: Response) => {
+    const token = (req.body as { token?: unknown } | undefined)?.token;
+    if (typeof token !== 'string' || !matchesAny(tokenDigests, digest(token))) {
+      res.status(401).json({ error: 'unauthorized' });
+      return;
+    }
+    res.cookie(SESSION_COOKIE, sessions.issue(digest(token)), {
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: req.secure,
+      path: '/codec',
+      maxAge: SESSION_TTL_MS,
+    });
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.send('<!doctype html><title>Codec session</title><p id="signed-in">Signed in to the codec endpoint.</p>');
+  });
+  router.delete('/session', (_req: Request, res: Response) => {
+    res.clearCookie(SESSION_COOKIE, { path: '/codec' });
+    res.status(204).end();
+  });
+
   router.use((req: Request, res: Response, next: NextFunction) => {
     const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    const presented = match?.[1] ? digest(match[1]) : undefined;
-    // Compare digests in constant time against every token, without stopping at the first match.
-    const ok = presented !== undefined && tokenDigests.reduce((hit, d) => timingSafeEqual(d, presented) || hit, false);
-    if (!ok) {
+    const bearerOk = match?.[1] !== undefined && matchesAny(tokenDigests, digest(match[1]));
+    if (!bearerOk && !sessions.valid(sessionCookie(req.headers.cookie))) {
       res.status(401).json({ error: 'unauthorized' });
       return;
     }
@@ -95,6 +121,52 @@ export function codecRouter(options: CodecRouterOptions): Router {
     res.status(500).json({ error: 'internal error' });
   });
   return router;
+}
+
+const SESSION_COOKIE = 'cak_codec_session';
+const SESSION_TTL_MS = 60 * 60 * 1000;
+const SESSION_FORM = `<!doctype html>
+<title>cak-issuer codec sign-in</title>
+<form method="post" action="session">
+  <label>Codec token <input id="token" name="token" type="password" autocomplete="off" required></label>
+  <button id="sign-in" type="submit">Sign in</button>
+</form>`;
+
+/** Compares against every configured digest in constant time, without stopping at the first match. */
+function matchesAny(digests: Buffer[], presented: Buffer): boolean {
+  return digests.reduce((hit, d) => timingSafeEqual(d, presented) || hit, false);
+}
+
+function sessionCookie(header: string | undefined): string | undefined {
+  for (const part of (header ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === SESSION_COOKIE) return value.join('=');
+  }
+  return undefined;
+}
+
+/**
+ * Session cookies: `<expiry ms>.<token digest>.<mac>`, MAC'd with a key derived from the active codec
+ * key. A session ends at expiry, when its token is removed from the configuration, or on key rotation.
+ */
+function codecSessions(keyring: Keyring, tokenDigests: Buffer[]) {
+  const macKey = createHmac('sha256', activeKey(keyring).key).update('cak-codec-session-v1').digest();
+  const mac = (body: string) => createHmac('sha256', macKey).update(body).digest('base64url');
+  return {
+    issue(tokenDigest: Buffer): string {
+      const body = `${Date.now() + SESSION_TTL_MS}.${tokenDigest.toString('base64url')}`;
+      return `${body}.${mac(body)}`;
+    },
+    valid(cookie: string | undefined): boolean {
+      const [expiry, tokenDigest, presented] = (cookie ?? '').split('.');
+      if (!expiry || !tokenDigest || !presented) return false;
+      const expected = Buffer.from(mac(`${expiry}.${tokenDigest}`));
+      const given = Buffer.from(presented);
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false;
+      const presentedDigest = Buffer.from(tokenDigest, 'base64url');
+      return Number(expiry) > Date.now() && presentedDigest.length === 32 && matchesAny(tokenDigests, presentedDigest);
+    },
+  };
 }
 
 function digest(token: string): Buffer {

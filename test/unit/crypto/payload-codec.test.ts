@@ -115,4 +115,75 @@ describe('codec router', () => {
       .expect(500);
     expect(res.body).toEqual({ error: 'internal error' });
   });
+
+  describe('operator session (the Web UI sends cookies, not tokens)', () => {
+    const encodedPayload = async () =>
+      (
+        await request(app)
+          .post('/codec/encode')
+          .set('authorization', `Bearer ${token}`)
+          .send({ payloads: [toJson({ metadata: { encoding: Buffer.from('json/plain') }, data: Buffer.from('"x"') })] })
+          .expect(200)
+      ).body as { payloads: unknown[] };
+
+    function signIn(presented: string) {
+      return request(app).post('/codec/session').type('form').send({ token: presented });
+    }
+
+    it('serves a sign-in form and refuses a wrong token without setting a cookie', async () => {
+      const form = await request(app).get('/codec/session').expect(200);
+      expect(form.text).toContain('name="token"');
+      const refused = await signIn('wrong-token-0123456789').expect(401);
+      expect(refused.headers['set-cookie']).toBeUndefined();
+    });
+
+    it('a signed-in browser decodes with its HttpOnly, SameSite=Strict cookie; a tampered or foreign cookie is refused', async () => {
+      const signedIn = await signIn(token).expect(200);
+      const cookie = String(signedIn.headers['set-cookie']);
+      expect(cookie).toMatch(
+        /^cak_codec_session=[^;]+; Max-Age=3600; Path=\/codec; Expires=[^;]+; HttpOnly; SameSite=Strict$/,
+      );
+      const session = cookie.split(';')[0]!;
+      const body = await encodedPayload();
+
+      await request(app)
+        .post('/codec/decode')
+        .set('origin', 'http://localhost:8233')
+        .set('cookie', session)
+        .send(body)
+        .expect(200);
+
+      const [expiry, digest, mac] = session.split('=')[1]!.split('.');
+      const tampered = [
+        `${Number(expiry) + 1}.${digest}.${mac}`,
+        `${expiry}.${Buffer.alloc(32).toString('base64url')}.${mac}`,
+        `${expiry}.${digest}.${mac!.slice(1)}A`,
+        `${expiry}.${digest}`,
+        '',
+      ];
+      for (const value of tampered) {
+        await request(app).post('/codec/decode').set('cookie', `cak_codec_session=${value}`).send(body).expect(401);
+      }
+    });
+
+    it('a cookie from another codec keyring (or after key rotation) is refused', async () => {
+      const other = express();
+      other.use(
+        '/codec',
+        codecRouter({
+          keyring: parseKeyring(`other:${Buffer.alloc(32, 7).toString('base64')}`),
+          bearerTokens: [token],
+          allowedOrigins: [],
+        }),
+      );
+      const foreign = String(
+        (await request(other).post('/codec/session').type('form').send({ token }).expect(200)).headers['set-cookie'],
+      ).split(';')[0]!;
+      await request(app)
+        .post('/codec/decode')
+        .set('cookie', foreign)
+        .send(await encodedPayload())
+        .expect(401);
+    });
+  });
 });
