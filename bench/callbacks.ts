@@ -17,8 +17,8 @@ import type { BenchResult } from './types';
  * task queue, so only the acknowledgement path is measured; every run is terminated afterwards.
  */
 
-const PER_ROUND = 150;
-const ROUNDS = 3;
+const PER_ROUND = 60;
+const ROUNDS = 6;
 const CONCURRENCY = 16;
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
@@ -45,9 +45,19 @@ async function measure(count: number, one: (i: number) => Promise<void>): Promis
   return { perSecond: (count / (performance.now() - start)) * 1000, latencies: latencies.sort((a, b) => a - b) };
 }
 
-/** Keeps the best round of each side (a noisy neighbour slowing one round does not decide the ratio). */
-function best(a: Measured | undefined, b: Measured): Measured {
-  return !a || b.perSecond > a.perSecond ? b : a;
+/** Rounds of one side: throughput is the median round's, latencies are pooled over all rounds. */
+class Side {
+  private readonly rounds: Measured[] = [];
+  add(m: Measured): void {
+    this.rounds.push(m);
+  }
+  summary(): Measured {
+    const rates = this.rounds.map((r) => r.perSecond).sort((a, b) => a - b);
+    return {
+      perSecond: rates[Math.floor(rates.length / 2)]!,
+      latencies: this.rounds.flatMap((r) => r.latencies).sort((a, b) => a - b),
+    };
+  }
 }
 
 function results(label: string, subject: Measured, baseline: Measured): BenchResult[] {
@@ -113,28 +123,32 @@ export async function run(): Promise<BenchResult[]> {
     await deliver(payload(-1, 0)); // warm-up: connections, indexes
     await bareStart(`bench-bare-${tag}-warm`, payload(-1, 1));
 
-    let uniqueSubject: Measured | undefined;
-    let uniqueBaseline: Measured | undefined;
-    let dupSubject: Measured | undefined;
-    let dupBaseline: Measured | undefined;
+    const uniqueSubject = new Side();
+    const uniqueBaseline = new Side();
+    const dupSubject = new Side();
+    const dupBaseline = new Side();
+    // Short rounds, alternating which side goes first, so load from neighbours (and a server that
+    // grows as runs pile up) falls on both sides alike; the median round decides the rate.
     for (let round = 0; round < ROUNDS; round += 1) {
       const bareId = (i: number) => `bench-bare-${tag}-${round}-${i}`;
       const bare = () => measure(PER_ROUND, (i) => bareStart(bareId(i), payload(round, i)));
       const callbacks = () => measure(PER_ROUND, (i) => deliver(payload(round, i)));
-      // alternate which side goes first, so neither always runs on a fuller server
       if (round % 2 === 0) {
-        uniqueBaseline = best(uniqueBaseline, await bare());
-        uniqueSubject = best(uniqueSubject, await callbacks());
-        dupBaseline = best(dupBaseline, await bare());
-        dupSubject = best(dupSubject, await callbacks());
+        uniqueBaseline.add(await bare());
+        uniqueSubject.add(await callbacks());
+        dupBaseline.add(await bare());
+        dupSubject.add(await callbacks());
       } else {
-        uniqueSubject = best(uniqueSubject, await callbacks());
-        uniqueBaseline = best(uniqueBaseline, await bare());
-        dupSubject = best(dupSubject, await callbacks());
-        dupBaseline = best(dupBaseline, await bare());
+        uniqueSubject.add(await callbacks());
+        uniqueBaseline.add(await bare());
+        dupSubject.add(await callbacks());
+        dupBaseline.add(await bare());
       }
     }
-    return [...results('unique', uniqueSubject!, uniqueBaseline!), ...results('duplicate', dupSubject!, dupBaseline!)];
+    return [
+      ...results('unique', uniqueSubject.summary(), uniqueBaseline.summary()),
+      ...results('duplicate', dupSubject.summary(), dupBaseline.summary()),
+    ];
   } finally {
     // nothing polls these task queues: end every run we started so none lingers on the server
     const unique = [...new Set(started)];

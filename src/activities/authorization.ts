@@ -42,6 +42,13 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
     /** `verify`: records the authorization (idempotent) and checks we hold data for (user, schema). */
     async verifyAuthorization(input: AuthorizationInput): Promise<AuthorizationVerification> {
       const doc = await authorizations.record(input.authorizationId, input, `authorization-${input.authorizationId}`);
+      if (input.firstDelivery) {
+        await authorizations.logFirstDelivery(
+          input.authorizationId,
+          input.firstDelivery.messageId,
+          new Date(input.receivedAt),
+        );
+      }
       const held = await records.records.findOne(
         { userId: input.userId, schemaId: input.schemaId, currentVersion: { $gte: 1 } },
         { projection: { _id: 1 } },

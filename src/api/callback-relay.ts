@@ -39,7 +39,13 @@ export interface StartResult {
 }
 
 export interface AuthorizationStarter {
-  start(authorizationId: string, payload: CallbackPayload, receivedAt: Date): Promise<StartResult>;
+  /** `firstDelivery`: the delivery itself (the run logs it); absent when the relay starts the run */
+  start(
+    authorizationId: string,
+    payload: CallbackPayload,
+    receivedAt: Date,
+    firstDelivery?: { messageId?: string },
+  ): Promise<StartResult>;
 }
 
 export interface StarterOptions {
@@ -67,7 +73,7 @@ export function authorizationStartOptions(workflowId: string, taskQueue: string,
 
 export function authorizationStarter(client: Client, options: StarterOptions): AuthorizationStarter {
   return {
-    async start(authorizationId, payload, receivedAt) {
+    async start(authorizationId, payload, receivedAt, firstDelivery) {
       const workflowId = authorizationWorkflowId(authorizationId);
       const input: AuthorizationInput = {
         authorizationId,
@@ -76,6 +82,7 @@ export function authorizationStarter(client: Client, options: StarterOptions): A
         schemaId: payload.schemaId,
         receivedAt: receivedAt.toISOString(),
         redriveWindowMs: options.redriveWindowMs,
+        ...(firstDelivery ? { firstDelivery } : {}),
       };
       try {
         await client.withDeadline(Date.now() + options.startTimeoutMs, () =>

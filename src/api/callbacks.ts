@@ -70,13 +70,17 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
   };
   const isKnown = (workflowId: string) => (known.get(workflowId) ?? 0) > Date.now();
 
-  async function accept(payload: CallbackPayload, now: Date): Promise<DeliveryResult & { authorizationId: string }> {
+  async function accept(
+    payload: CallbackPayload,
+    messageId: string | undefined,
+    now: Date,
+  ): Promise<DeliveryResult & { authorizationId: string }> {
     const authorizationId = authorizationIdFor(deps.idSecret, payload);
     const workflowId = authorizationWorkflowId(authorizationId);
     if (isKnown(workflowId)) return { authorizationId, workflowId, duplicate: true, queued: false };
     if (Date.now() >= temporalSuspectUntil) {
       try {
-        const started = await deps.starter.start(authorizationId, payload, now);
+        const started = await deps.starter.start(authorizationId, payload, now, messageId ? { messageId } : {});
         remember(workflowId);
         return { authorizationId, ...started, queued: false };
       } catch (err) {
@@ -117,16 +121,21 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
       assertSafeJson(json, { maxDepth: 1, maxKeys: 8 });
       const payload = parseCallbackPayload(json);
       const now = new Date();
-      const { authorizationId, ...result } = await accept(payload, now);
-      res.status(result.queued ? 202 : 200).json(result);
-      // The delivery log is bookkeeping (counts per authorization), written in batches off the ack path.
       const messageId = req.get('webhook-id');
-      deps.deliveries.record({
-        authorizationId,
-        ...(messageId ? { messageId } : {}),
-        path: result.queued ? 'queued' : result.duplicate ? 'duplicate' : 'started',
-        at: now,
-      });
+      const { authorizationId, ...result } = await accept(payload, messageId, now);
+      res.status(result.queued ? 202 : 200).json(result);
+      // The delivery log is bookkeeping (counts per authorization), written in batches off the ack
+      // path; a delivery that started its run is logged by that run (`verify`), not here.
+      if (result.duplicate) {
+        deps.deliveries.record({
+          authorizationId,
+          ...(messageId ? { messageId } : {}),
+          path: result.queued ? 'queued' : 'duplicate',
+          at: now,
+        });
+      } else if (result.queued) {
+        deps.deliveries.first(authorizationId, messageId, now);
+      }
     },
   );
   return router;

@@ -10,13 +10,16 @@ import type { Logger } from '../observability/logger';
  */
 export interface DeliveryLog {
   record(entry: Omit<DeliveryDoc, '_id'>): void;
+  /** the first delivery of a key, queued: logged under the id its run would use, so it counts once
+   * even when a timed-out start did reach Temporal and the run logs it too */
+  first(authorizationId: string, messageId: string | undefined, at: Date): void;
   /** writes what is buffered now */
   flush(): Promise<void>;
   close(): Promise<void>;
 }
 
 export function deliveryLog(
-  authorizations: Pick<AuthorizationsRepository, 'logDeliveries'>,
+  authorizations: Pick<AuthorizationsRepository, 'logDeliveries' | 'logFirstDelivery'>,
   log: Logger,
   options: { intervalMs: number; maxBatch: number } = { intervalMs: 250, maxBatch: 1_000 },
 ): DeliveryLog {
@@ -45,6 +48,13 @@ export function deliveryLog(
       buffer.push(entry);
       if (buffer.length >= options.maxBatch) void flush();
       else timer ??= setTimeout(() => void flush(), options.intervalMs);
+    },
+    first(authorizationId, messageId, at) {
+      writing = writing.then(() =>
+        authorizations.logFirstDelivery(authorizationId, messageId, at).catch((err: unknown) => {
+          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'first delivery not logged');
+        }),
+      );
     },
     flush,
     close: flush,

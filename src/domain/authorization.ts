@@ -17,6 +17,9 @@ export interface AuthorizationInput extends CallbackPayload {
   receivedAt: string;
   /** how long an unrouted / no-data authorization waits for a re-drive signal (ms) */
   redriveWindowMs: number;
+  /** the delivery that started this run directly (absent when the inbox relay started it): the
+   * run logs it, so the acknowledgement path writes nothing for a first delivery */
+  firstDelivery?: { messageId?: string };
 }
 
 /**

@@ -22,7 +22,7 @@ export interface DeliveryDoc {
   authorizationId: string;
   /** the platform's message id (`webhook-id`), when the scheme has one */
   messageId?: string;
-  path: 'started' | 'duplicate' | 'queued';
+  path: 'first' | 'duplicate' | 'queued';
   at: Date;
 }
 
@@ -97,6 +97,22 @@ export function authorizationsRepository(db: Db) {
         batch.map((d) => ({ _id: randomUUID(), ...d })),
         { ordered: false },
       );
+    },
+
+    /** The first delivery of a key, logged by the run it started (or, if queued, by the API under the
+     * same id): idempotent on (authorization, receipt time). */
+    async logFirstDelivery(id: string, messageId: string | undefined, at: Date): Promise<void> {
+      try {
+        await deliveries.insertOne({
+          _id: `first:${id}:${at.toISOString()}`,
+          authorizationId: id,
+          ...(messageId ? { messageId } : {}),
+          path: 'first',
+          at,
+        });
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err; // a retried activity
+      }
     },
 
     countDeliveries: (id: string) => deliveries.countDocuments({ authorizationId: id }),
