@@ -124,4 +124,6 @@ export async function ensureAuthorizationIndexes(db: Db): Promise<void> {
   await authorizationsRepository(db).ensureIndexes();
   await auditRepository(db).ensureIndexes();
   await inboxRepository(db).collection.createIndex({ nextAttemptAt: 1 }, { name: 'by_next_attempt' });
+  // `verify` and the Verifier API look records up by (userId, schemaId): the callback names no issuer
+  await db.collection('records').createIndex({ userId: 1, schemaId: 1 }, { name: 'by_user_schema' });
 }
