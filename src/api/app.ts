@@ -46,7 +46,14 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', deps.trustProxy ?? false);
   if (deps.codec) {
     // Called cross-origin by the Web UI; the router's CORS allow-list and bearer token are the gate.
-    app.use('/codec', helmet({ crossOriginResourcePolicy: { policy: 'cross-origin' } }), codecRouter(deps.codec));
+    // Its sign-in form posts to itself over the scheme it was served on (no upgrade to https), and
+    // with a same-origin referrer policy so the browser sends a real Origin (no-referrer sends "null").
+    const codecHeaders = helmet({
+      crossOriginResourcePolicy: { policy: 'cross-origin' },
+      contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+      referrerPolicy: { policy: 'same-origin' },
+    });
+    app.use('/codec', codecHeaders, codecRouter(deps.codec));
   }
   app.use(helmet());
   app.use(healthRoutes(deps.probes));
