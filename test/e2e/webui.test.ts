@@ -37,6 +37,13 @@ const CHROMIUM_ARGS = [
 if (!existsSync(CHROMIUM)) {
   console.warn(`Web UI test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH).`);
 }
+/** The few browser globals the page scripts below touch (the project compiles without the DOM lib). */
+interface PageGlobals {
+  localStorage: { setItem(key: string, value: string): void };
+  document: { body: { innerText: string } };
+}
+type Link = { getAttribute(name: string): string | null };
+
 const describeWithChromium = existsSync(CHROMIUM) ? describe : describe.skip;
 
 describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium)', () => {
@@ -103,6 +110,7 @@ describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium
     // 1. Point the Web UI's codec calls at our endpoint with credentials (cookies) included.
     await page.goto(uiUrl);
     await page.evaluate((endpoint) => {
+      const { localStorage } = globalThis as unknown as PageGlobals;
       localStorage.setItem('endpoint', JSON.stringify(endpoint));
       localStorage.setItem('includeCredentials', 'true');
       localStorage.setItem('overrideRemoteCodecConfiguration', 'true');
@@ -113,7 +121,9 @@ describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium
     await page.goto(`${uiUrl}/namespaces/default/workflows?query=${query}`);
     const runLink = page.locator('a[href*="/namespaces/default/workflows/issuance-"]');
     await runLink.first().waitFor({ timeout: 60_000 });
-    const hrefs = await runLink.evaluateAll((links) => links.map((a) => a.getAttribute('href') ?? ''));
+    const hrefs: string[] = await runLink.evaluateAll((links: unknown[]) =>
+      links.map((a) => (a as Link).getAttribute('href') ?? ''),
+    );
     const runs = new Set(hrefs.map((href) => /\/workflows\/([^/?]+)/.exec(href)?.[1]));
     expect(runs.size).toBe(1); // exactly this user's run, however many links its row has
     await page.screenshot({ path: SEARCH_ARTIFACT, fullPage: true });
@@ -122,7 +132,8 @@ describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium
     const runUrl = page.url();
 
     // 3. Not signed in: the codec answers 401, the UI says so and cannot show the input.
-    await page.waitForFunction(() => document.body.innerText.includes('Codec Server could not connect'), null, {
+    const pageSays = (text: string) => (globalThis as unknown as PageGlobals).document.body.innerText.includes(text);
+    await page.waitForFunction(pageSays, 'Codec Server could not connect', {
       timeout: 60_000,
     });
     expect(await page.locator('body').innerText()).not.toContain('prog-kyc-basic');
