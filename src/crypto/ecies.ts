@@ -181,7 +181,11 @@ function recoverSharedPoint(curve: Curve, x1Bytes: Buffer, x3Bytes: Buffer, anch
   return Buffer.concat([Buffer.from([0x04]), x1Bytes, bigIntToBytes(y1)]);
 }
 
+/** How many shared points came from the fallback below; read by tests, so a silent fallback cannot hide a broken fast path. */
+let fallbackCount = 0;
+
 function fullPointFallback(curve: Curve, ecdh: ECDH, peer: Buffer): Buffer {
+  fallbackCount++;
   // node returns the scalar without leading zero bytes (1 byte for e = 1); noble wants exactly 32.
   const scalar = bigIntToBytes(bytesToBigInt(ecdh.getPrivateKey()));
   return Buffer.from(NOBLE[curve].getSharedSecret(scalar, peer, false));
@@ -400,6 +404,8 @@ export const eciesInternalsForTests = {
   keyAgreement: (publicKey: CakPublicKey, ephemeralScalar: Buffer): KeyAgreement =>
     encryptKeyAgreement(publicKey, checkScalar(ephemeralScalar, publicKey.curve)),
   cacheSizes: () => ({ recipients: recipients.size, tables: tables.size }),
+  /** Shared points computed by the full-point fallback since the process started. */
+  fallbacks: () => fallbackCount,
   setCacheLimits(limits: { recipients: number; tables: number }): void {
     recipients.limit = limits.recipients;
     tables.limit = limits.tables;

@@ -128,3 +128,98 @@ describe.each(CURVES)('encrypt fast path on %s', (curve) => {
     }
   });
 });
+
+describe.each(CURVES)('native route (first message to a recipient) on %s', (curve) => {
+  const noble = NOBLE[curve];
+  const { n } = noble.CURVE;
+
+  /**
+   * Every scalar goes to a recipient the caches have never seen, so it takes the native route.
+   * Returns whether the result agrees with noble and whether the full-point fallback computed it:
+   * the fallback is always right, so without this a broken y recovery would go unnoticed.
+   */
+  function native(recipient: Buffer, scalar: Buffer): { ok: boolean; fellBack: boolean } {
+    internals.resetCaches();
+    const before = internals.fallbacks();
+    const { ok, route } = agreesWithNoble(curve, recipient, scalar);
+    return { ok: ok && route === 'native', fellBack: internals.fallbacks() !== before };
+  }
+
+  it('recovers y without the fallback for scalars at byte, carry and range boundaries', () => {
+    const scalars = [
+      3n,
+      0xffn,
+      0x100n, // node returns it as 2 bytes
+      0x01ffn,
+      (1n << 128n) - 1n,
+      (1n << 248n) - 1n, // e + 1 gains a byte
+      1n << 248n,
+      (1n << 255n) - 1n,
+      n - 3n,
+      n - 2n, // e + 1 = n - 1: x((e + 1)·Q) = x(Q)
+      n >> 1n,
+      (n >> 1n) + 1n,
+    ];
+    const failures: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const recipient = generateKeyPair(curve).publicKey;
+      for (const d of scalars) {
+        const { ok, fellBack } = native(recipient, scalarBytes(d));
+        if (!ok || fellBack) failures.push(`${i} ${d.toString(16)} ok=${ok} fellBack=${fellBack}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('recovers y without the fallback for random scalars, including a zero top byte', () => {
+    const failures: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const scalar = generateKeyPair(curve).privateKey;
+      if (i % 2 === 0) scalar[0] = 0;
+      const { ok, fellBack } = native(generateKeyPair(curve).publicKey, scalar);
+      if (!ok || fellBack) failures.push(`${scalar.toString('hex')} ok=${ok} fellBack=${fellBack}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('falls back exactly on the degenerate inputs: recipients ±G, ±2G (Q + G = O for Q = -G), scalars ±1 on P-256', () => {
+    const g = noble.ProjectivePoint.BASE;
+    const points = [g, g.negate(), g.double(), g.double().negate()];
+    const failures: string[] = [];
+    points.forEach((point, r) => {
+      const recipient = Buffer.from(point.toRawBytes(false));
+      const scalars = [
+        ...Array.from({ length: 15 }, () => generateKeyPair(curve).privateKey),
+        ...[1n, 2n, n - 2n, n - 1n].map(scalarBytes),
+      ];
+      for (const scalar of scalars) {
+        const d = BigInt('0x' + scalar.toString('hex'));
+        // P-256 anchors on Q: degenerate only for e·Q = ±Q (e = ±1; e = n - 1 also has e + 1 = n).
+        // secp256k1 anchors on E = e·G: degenerate only for e·Q = ±e·G (Q = ±G; Q + G = O for -G).
+        const expected = curve === 'secp256r1' ? d === 1n || d === n - 1n : r < 2;
+        const { ok, fellBack } = native(recipient, scalar);
+        if (!ok || fellBack !== expected) failures.push(`${r} ${d.toString(16)} ok=${ok} fellBack=${fellBack}`);
+      }
+    });
+    expect(failures).toEqual([]);
+  });
+
+  it('never lets one message reuse or step from an earlier ephemeral key (R, R ± G)', () => {
+    const { publicKey, privateKey } = generateKeyPair(curve);
+    const key = { curve, uncompressed: publicKey };
+    const seen = new Set<string>();
+    const neighbours = new Set<string>();
+    const g = noble.ProjectivePoint.BASE;
+    for (let i = 0; i < 40; i++) {
+      if (curve === 'secp256k1') internals.resetCaches(); // keep secp256k1 on the native route too
+      const pkg = eciesEncrypt(key, Buffer.from(`m${i}`));
+      const r = pkg.subarray(0, 65).toString('hex');
+      expect(seen.has(r) || neighbours.has(r)).toBe(false);
+      seen.add(r);
+      const point = noble.ProjectivePoint.fromHex(r);
+      for (const p of [point.add(g), point.subtract(g)])
+        neighbours.add(Buffer.from(p.toRawBytes(false)).toString('hex'));
+      expect(eciesDecrypt({ curve, scalar: privateKey }, pkg).toString()).toBe(`m${i}`);
+    }
+  });
+});
