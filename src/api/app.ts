@@ -15,6 +15,7 @@ import { healthRoutes, type ReadinessProbes } from './health';
 import type { IssuanceIntake } from './issuance-intake';
 import { issuanceRoutes } from './issuances';
 import { jwksRoutes } from './jwks';
+import { openapiRoutes } from './openapi';
 import { partnerTokenRoutes } from './partner-tokens';
 import { verifierRoutes } from './verifier';
 
@@ -57,6 +58,7 @@ export function createApp(deps: AppDeps): Express {
   }
   app.use(helmet());
   app.use(healthRoutes(deps.probes));
+  app.use(openapiRoutes());
   if (deps.issuance) {
     const d = deps.issuance;
     app.use(jwksRoutes(d.partnerKeys, d.rateLimits.publicPerMinute));

@@ -4,7 +4,7 @@ import { AppError } from '../domain/errors';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import { clientIdOf } from './auth';
 
-const tokenRequest = z.strictObject({
+export const tokenRequest = z.strictObject({
   scope: z.enum(['issue', 'verify']),
   /** pseudonymous user id the token is for (carried as `sub`); optional for the browser SDK */
   userId: z

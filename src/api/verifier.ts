@@ -52,7 +52,7 @@ export interface VerifierRouteDeps {
   signedUrlTtlSeconds: number;
 }
 
-const dataQuery = z.strictObject({
+export const dataQuery = z.strictObject({
   userId: callbackPayloadSchema.shape.userId,
   schemaId: callbackPayloadSchema.shape.schemaId,
 });

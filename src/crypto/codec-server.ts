@@ -19,7 +19,7 @@ export interface CodecRouterOptions {
 
 const ALLOW_HEADERS = 'content-type, x-namespace, authorization';
 const BASE64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'base64');
-const bodySchema = z.object({
+export const bodySchema = z.object({
   payloads: z
     .array(z.object({ metadata: z.record(z.string(), BASE64).optional(), data: BASE64.optional() }))
     .max(10_000),
@@ -123,7 +123,7 @@ export function codecRouter(options: CodecRouterOptions): Router {
   return router;
 }
 
-const SESSION_COOKIE = 'cak_codec_session';
+export const SESSION_COOKIE = 'cak_codec_session';
 const SESSION_TTL_MS = 60 * 60 * 1000;
 const SESSION_FORM = `<!doctype html>
 <title>cak-issuer codec sign-in</title>

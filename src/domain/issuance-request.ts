@@ -37,13 +37,13 @@ const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'lett
 export const didSchema = z.string().regex(/^did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256}$/, 'expected a DID');
 export const curveSchema = z.enum(['secp256r1', 'secp256k1']);
 const fieldName = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and - (max 64)');
-const kindSchema = z
+export const kindSchema = z
   .string()
   .regex(/^[a-z][a-z0-9-]{0,31}$/, 'lowercase letters, digits and - (max 32)')
   .refine((k) => k !== FIELDS_ITEM_KIND, `"${FIELDS_ITEM_KIND}" is the text-field group, not a file kind`);
 
 export const ALLOWED_FILE_TYPES = ['image/png', 'image/jpeg', 'image/webp', 'application/pdf'] as const;
-const contentTypeSchema = z.enum(ALLOWED_FILE_TYPES);
+export const contentTypeSchema = z.enum(ALLOWED_FILE_TYPES);
 
 const SUBJECT_LIMITS = { maxDepth: 6, maxKeys: 200 } as const;
 const MAX_SUBJECT_BYTES = 16 * 1024;
@@ -79,7 +79,7 @@ const jsonFileSchema = z.strictObject({
 });
 
 export const issuanceJsonSchema = z.strictObject({ ...commonShape, files: z.array(jsonFileSchema).optional() });
-const multipartTextSchema = z.strictObject(commonShape);
+export const multipartTextSchema = z.strictObject(commonShape);
 
 function zodToAppError(error: z.ZodError, raw: unknown): AppError {
   // an unknown field is reported before anything missing: it is the likelier mistake (or probe)

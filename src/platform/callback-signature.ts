@@ -52,8 +52,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 // the checks around it ourselves because its `verify` takes one secret, a fixed 5-minute window
 // and a lenient `parseInt` of the timestamp.
 
-const WEBHOOK_ID = /^[\x21-\x7e]{1,256}$/;
-const WEBHOOK_TIMESTAMP = /^\d{1,12}$/;
+export const WEBHOOK_ID = /^[\x21-\x7e]{1,256}$/;
+export const WEBHOOK_TIMESTAMP = /^\d{1,12}$/;
 const MAX_SIGNATURE_HEADER = 4096;
 
 export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
@@ -129,7 +129,7 @@ export function signStandardWebhook(
 // from the platform's JWKS URL, cached, refetched when a `kid` is unknown (jose's remote JWK set).
 
 export const JWS_SIGNATURE_HEADER = 'x-jws-signature';
-const DETACHED_JWS = /^([A-Za-z0-9_-]{1,2048})\.\.([A-Za-z0-9_-]{1,512})$/;
+export const DETACHED_JWS = /^([A-Za-z0-9_-]{1,2048})\.\.([A-Za-z0-9_-]{1,512})$/;
 
 export class JwsEs256Verifier implements CallbackSignatureVerifier {
   readonly scheme = 'jws-es256' as const;

@@ -1,0 +1,163 @@
+import { execFileSync } from 'node:child_process';
+import type { z } from 'zod';
+import { buildOpenApiDocument, operations, queryParameters, type OperationDoc } from '../../src/api/openapi';
+
+type Doc = ReturnType<typeof buildOpenApiDocument>;
+type Operation = {
+  parameters?: { name: string; in: string; example?: unknown; examples?: unknown }[];
+  requestBody?: { content: Record<string, { example?: unknown; examples?: Record<string, { value: unknown }> }> };
+};
+
+/** Every example in the document, each with the zod schema it documents (found through the descriptors). */
+function examplesOf(doc: Doc): { where: string; schema: z.ZodType | undefined; value: unknown }[] {
+  const found: { where: string; schema: z.ZodType | undefined; value: unknown }[] = [];
+  const paths = doc.paths as Record<string, Record<string, Operation>>;
+  for (const [path, methods] of Object.entries(paths)) {
+    for (const [method, op] of Object.entries(methods)) {
+      const descriptor = operations.find((o) => o.path === path && o.method === method);
+      const params = [
+        ...(descriptor?.parameters ?? []),
+        ...(descriptor?.query ? queryParameters(descriptor.query) : []),
+      ];
+      for (const p of op.parameters ?? []) {
+        const schema = params.find((d) => d.name === p.name && d.in === p.in)?.schema;
+        if ('example' in p) found.push({ where: `${method} ${path} ${p.in} ${p.name}`, schema, value: p.example });
+        for (const [name, ex] of Object.entries((p.examples ?? {}) as Record<string, { value: unknown }>)) {
+          found.push({ where: `${method} ${path} ${p.in} ${p.name} ${name}`, schema, value: ex.value });
+        }
+      }
+      for (const [mediaType, media] of Object.entries(op.requestBody?.content ?? {})) {
+        const schema = descriptor?.body?.content.find((c) => c.mediaType === mediaType)?.schema;
+        if ('example' in media) found.push({ where: `${method} ${path} ${mediaType}`, schema, value: media.example });
+        for (const [name, ex] of Object.entries(media.examples ?? {})) {
+          found.push({ where: `${method} ${path} ${mediaType} ${name}`, schema, value: ex.value });
+        }
+      }
+    }
+  }
+  return found;
+}
+
+function failures(doc: Doc): string[] {
+  return examplesOf(doc).flatMap(({ where, schema, value }) => {
+    if (!schema) return [`${where}: no zod schema documents it`];
+    const parsed = schema.safeParse(value);
+    return parsed.success ? [] : [`${where}: ${parsed.error.issues.map((i) => i.message).join('; ')}`];
+  });
+}
+
+/** The OpenAPI 3.1 meta-schema check (the validator is ESM-only, so it runs in a child node). */
+function validateOpenApi(doc: unknown): { valid: boolean; errors?: unknown } {
+  const script = `
+    import { Validator } from '@seriousme/openapi-schema-validator';
+    let input = '';
+    for await (const chunk of process.stdin) input += chunk;
+    const result = await new Validator().validate(JSON.parse(input));
+    process.stdout.write(JSON.stringify({ valid: result.valid, errors: result.errors }));
+  `;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+    input: JSON.stringify(doc),
+    encoding: 'utf8',
+  });
+  return JSON.parse(out) as { valid: boolean; errors?: unknown };
+}
+
+function refsOf(value: unknown, out: string[] = []): string[] {
+  if (Array.isArray(value)) value.forEach((v) => refsOf(v, out));
+  else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k === '$ref' && typeof v === 'string') out.push(v);
+      else refsOf(v, out);
+    }
+  }
+  return out;
+}
+
+function resolve(doc: unknown, ref: string): unknown {
+  if (!ref.startsWith('#/')) return undefined;
+  return ref
+    .slice(2)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], doc);
+}
+
+describe('the OpenAPI document', () => {
+  const doc = buildOpenApiDocument();
+
+  it('is valid OpenAPI 3.1 (meta-schema), and the check does refuse a broken document', () => {
+    expect(doc.openapi).toBe('3.1.0');
+    expect(validateOpenApi(doc)).toEqual({ valid: true });
+    const broken: Record<string, unknown> = structuredClone(doc);
+    delete broken.info;
+    (broken.paths as Record<string, unknown>)['no-leading-slash'] = {};
+    expect(validateOpenApi(broken).valid).toBe(false);
+  });
+
+  it('has one operation per descriptor, each with a unique operationId, a summary, a tag and responses', () => {
+    const paths = doc.paths as Record<string, Record<string, { operationId: string; responses: object }>>;
+    const ops = Object.entries(paths).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([m, op]) => ({ path, m, op })),
+    );
+    expect(ops).toHaveLength(operations.length);
+    expect(new Set(ops.map((o) => o.op.operationId)).size).toBe(operations.length);
+    for (const { op } of ops) {
+      expect(Object.keys(op.responses).length).toBeGreaterThan(0);
+      expect(op.responses).toHaveProperty('500');
+    }
+    for (const o of operations) {
+      expect(o.path).toMatch(/^\/[^:]*$/); // OpenAPI form: {id}, never :id
+      expect(o.summary.length).toBeGreaterThan(0);
+      expect(o.tags.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('resolves every $ref and names only security schemes it defines', () => {
+    const refs = refsOf(doc);
+    expect(refs.length).toBeGreaterThan(10);
+    expect(refs.filter((r) => resolve(doc, r) === undefined)).toEqual([]);
+    const schemes = Object.keys((doc.components as { securitySchemes: object }).securitySchemes);
+    const used = operations.flatMap((o) => o.security.flatMap((s) => Object.keys(s)));
+    expect(used.filter((s) => !schemes.includes(s))).toEqual([]);
+    expect(new Set(used)).toEqual(new Set(schemes));
+  });
+
+  it('documents the common error body and the codes of each error response', () => {
+    const errorBody = resolve(doc, '#/components/schemas/ErrorBody') as { required: string[] };
+    expect(errorBody.required).toEqual(['error']);
+    const issuance = (doc.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>)[
+      '/v1/issuances'
+    ]!.post!.responses;
+    expect(JSON.stringify(issuance['409'])).toContain('IDEMPOTENCY_KEY_REUSED');
+    expect(JSON.stringify(issuance['400'])).toContain('ITEM_NOT_ALLOWED');
+  });
+
+  it('has at least one example for every request body', () => {
+    const bodies = operations.flatMap((o: OperationDoc) => o.body?.content ?? []);
+    expect(bodies.length).toBeGreaterThan(0);
+    for (const c of bodies) expect(Object.keys(c.examples).length).toBeGreaterThan(0);
+  });
+
+  it('every example validates against the zod schema the route validates with', () => {
+    const examples = examplesOf(doc);
+    expect(examples.length).toBeGreaterThanOrEqual(operations.filter((o) => o.body).length);
+    expect(failures(doc)).toEqual([]);
+  });
+
+  it('the example check fails on a broken example (negative control)', () => {
+    const broken = JSON.parse(JSON.stringify(doc)) as Doc; // as served: no shared objects
+    const paths = broken.paths as Record<string, Record<string, Operation>>;
+    const media = paths['/v1/cak/callbacks']!.post!.requestBody!.content['application/json']!;
+    (media.examples!.consent!.value as Record<string, unknown>).verifierDid = 'not a DID';
+    const issuance = paths['/v1/issuances']!.post!.requestBody!.content;
+    (issuance['multipart/form-data']!.examples!.withFile!.value as Record<string, unknown>)['Not_A_Kind'] = 'x';
+    (issuance['application/json']!.examples!.withFile!.value as Record<string, unknown>).surprise = true;
+    paths['/v1/admin/authorizations']!.get!.parameters!.find((p) => p.name === 'limit')!.example = 501;
+    const found = failures(broken);
+    expect(found).toHaveLength(4);
+    expect(found.join('\n')).toMatch(/post \/v1\/cak\/callbacks application\/json consent: expected a DID/);
+    expect(found.join('\n')).toMatch(/multipart\/form-data withFile/);
+    expect(found.join('\n')).toMatch(/application\/json withFile/);
+    expect(found.join('\n')).toMatch(/query limit/);
+  });
+});
