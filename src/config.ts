@@ -132,6 +132,8 @@ export const configSchema = z.object({
   WORKER_HEALTH_HOST: z.string().min(1).default('127.0.0.1'),
   /** The worker's own HTTP port (`/healthz`); 0 picks a free port. */
   WORKER_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(3001),
+  /** The Temporal SDK's own Prometheus metrics on WORKER_HEALTH_HOST; 0 turns them off. */
+  WORKER_SDK_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 
   // --- Authorization callbacks and Verifier access (issue 5). Dev defaults below are public;
   // production must set the ones listed in CALLBACK_PRODUCTION_REQUIRED (see docs/callbacks.md).

@@ -3,6 +3,7 @@ import helmet from 'helmet';
 import type { IssuanceLimits } from '../domain/issuance-request';
 import { codecRouter, type CodecRouterOptions } from '../crypto/codec-server';
 import type { Logger } from '../observability/logger';
+import { callbackMetrics, httpMetrics, metricsRoute, type Metrics } from '../observability/metrics';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import type { PartnerKeys } from '../platform/partner-keys';
 import type { RecordsRepository } from '../storage/records';
@@ -39,12 +40,19 @@ export interface AppDeps {
   authorization?: Pick<AuthorizationApiDeps, 'callbacks' | 'verifier' | 'admin'>;
   /** the Temporal Web UI's remote codec (decodes payloads for authenticated operators) */
   codec?: CodecRouterOptions;
+  /** Prometheus metrics, served at /metrics */
+  metrics?: Metrics;
 }
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.trustProxy ?? false);
+  if (deps.metrics) {
+    app.use(httpMetrics(deps.metrics));
+    app.get('/metrics', metricsRoute(deps.metrics));
+    app.use('/v1/cak/callbacks', callbackMetrics(deps.metrics));
+  }
   if (deps.codec) {
     // Called cross-origin by the Web UI; the router's CORS allow-list and bearer token are the gate.
     // Its sign-in form posts to itself over the scheme it was served on (no upgrade to https), and

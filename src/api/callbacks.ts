@@ -123,6 +123,7 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
       const now = new Date();
       const messageId = req.get('webhook-id');
       const { authorizationId, ...result } = await accept(payload, messageId, now);
+      res.locals.callbackOutcome = result.queued ? 'inboxed' : result.duplicate ? 'duplicate' : 'started';
       res.status(result.queued ? 202 : 200).json(result);
       // The delivery log is bookkeeping (counts per authorization), written in batches off the ack
       // path; a delivery that started its run is logged by that run (`verify`), not here.

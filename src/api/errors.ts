@@ -5,24 +5,19 @@ import type { Logger } from '../observability/logger';
 /** The one place errors become HTTP responses: `{ error: { code, message, details? } }`. */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: unknown, _req, res, _next) => {
-    if (err instanceof AppError) {
-      res
-        .status(err.status)
-        .json({ error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } });
-      return;
-    }
+    const send = (status: number, code: string, message: string, details?: Record<string, unknown>) => {
+      res.locals.errorCode = code; // for metrics (refusals counted by code)
+      res.status(status).json({ error: { code, message, ...(details ? { details } : {}) } });
+    };
+    if (err instanceof AppError) return send(err.status, err.code, err.message, err.details);
     // body-parser errors carry `type` and `status`
     const parserError = err as { type?: string; status?: number };
-    if (parserError.type === 'entity.too.large') {
-      res.status(413).json({ error: { code: 'BODY_TOO_LARGE', message: 'request body exceeds the size limit' } });
-      return;
-    }
-    if (parserError.type === 'entity.parse.failed') {
-      res.status(400).json({ error: { code: 'MALFORMED_JSON', message: 'request body is not valid JSON' } });
-      return;
-    }
+    if (parserError.type === 'entity.too.large')
+      return send(413, 'BODY_TOO_LARGE', 'request body exceeds the size limit');
+    if (parserError.type === 'entity.parse.failed')
+      return send(400, 'MALFORMED_JSON', 'request body is not valid JSON');
     log.error({ err }, 'unhandled error');
-    res.status(500).json({ error: { code: 'INTERNAL', message: 'internal error' } });
+    send(500, 'INTERNAL', 'internal error');
   };
 }
 

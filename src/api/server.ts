@@ -9,6 +9,7 @@ import { ensureIssuanceIndexes } from '../storage/indexes';
 import { pingDatabase } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
 import { createApp } from './app';
+import { apiMetrics } from './metrics';
 import { authorizationApiDeps, ensureAuthorizationIndexes } from './authorization-wiring';
 import type { RelayOptions } from './callback-relay';
 import { issuanceApiDeps } from './issuance-wiring';
@@ -50,6 +51,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
     issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
     authorization,
+    metrics: apiMetrics(mongo.db(config.MONGODB_DB)),
     codec: {
       keyring: codecKeyring,
       bearerTokens: config.CODEC_AUTH_TOKENS,

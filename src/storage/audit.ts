@@ -98,6 +98,9 @@ export function auditRepository(db: Db) {
     events,
     ensureIndexes,
 
+    /** Events in the chain (the tip's seq + 1). */
+    length: async () => (await readTip()).seq + 1,
+
     /** Appends the event unless one with this key exists; returns the stored event either way. */
     async append(key: string, type: AuditEventTypeName, data: AuditData, now = new Date()): Promise<AuditEvent> {
       await ensureIndexes();

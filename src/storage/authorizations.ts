@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Db } from 'mongodb';
 import type { AuthorizationState, CallbackHandlerName, CallbackPayload } from '../domain/authorization';
 import { isDuplicateKey } from './duplicate-key';
+import { countByField } from './mongo';
 
 /**
  * The `authorizations` collection: one document per dedup key (userId, verifierDid, schemaId),
@@ -183,6 +184,8 @@ export function authorizationsRepository(db: Db) {
       const active = await collection.findOne({ _id: id, state: 'active' }, { projection: { _id: 1 } });
       return active !== null && (await revocations.findOne({ _id: id })) === null;
     },
+
+    countByState: () => countByField(collection, 'state'),
 
     list(filter: { state?: AuthorizationState }, limit = 100) {
       return collection

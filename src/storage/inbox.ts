@@ -20,6 +20,9 @@ export function inboxRepository(db: Db) {
   return {
     collection,
 
+    /** Deliveries waiting for the relay to start their run. */
+    pending: () => collection.countDocuments({}),
+
     /** Queues the delivery; `duplicate` when the key was already queued. */
     async put(id: string, payload: CallbackPayload, now = new Date()): Promise<{ duplicate: boolean }> {
       try {

@@ -1,4 +1,5 @@
 import { MongoServerError, type Db } from 'mongodb';
+import { countByField } from './mongo';
 import type { CakCurve, IssuanceStatus, IssuanceStep, ItemDescriptor, StepState } from '../domain/issuance';
 
 /**
@@ -59,6 +60,8 @@ export function issuancesRepository(db: Db) {
     },
 
     get: (issuanceId: string) => issuances.findOne({ _id: issuanceId }),
+
+    countByStatus: () => countByField(issuances, 'status'),
 
     async markStarted(issuanceId: string): Promise<void> {
       await issuances.updateOne({ _id: issuanceId }, { $set: { intake: 'started', updatedAt: new Date() } });

@@ -1,4 +1,4 @@
-import { MongoClient, type Db } from 'mongodb';
+import { MongoClient, type Collection, type Db, type Document } from 'mongodb';
 
 export interface Database {
   client: MongoClient;
@@ -22,4 +22,15 @@ export async function connectDatabase(uri: string, dbName: string): Promise<Data
 
 export async function pingDatabase(db: Db, timeoutMs = 2_000): Promise<void> {
   await db.command({ ping: 1 }, { timeoutMS: timeoutMs });
+}
+
+/** How many documents hold each value of `field` (for gauges such as issuances by status). */
+export async function countByField<T extends Document>(
+  collection: Collection<T>,
+  field: string,
+): Promise<{ value: string; count: number }[]> {
+  const rows = await collection
+    .aggregate<{ _id: unknown; count: number }>([{ $group: { _id: `$${field}`, count: { $sum: 1 } } }])
+    .toArray();
+  return rows.map((row) => ({ value: String(row._id), count: row.count }));
 }

@@ -1,16 +1,18 @@
 import { createServer } from 'node:http';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
-import { Client, Connection } from '@temporalio/client';
 import { createActivities } from '../activities';
 import type { IssuanceActivityDeps } from '../activities/issuance';
 import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
+import { createMetrics, type Metrics } from '../observability/metrics';
 import { platformFromConfig } from '../platform';
 import { ensureIssuanceIndexes } from '../storage/indexes';
 import { loadSchemaRegistry } from '../routing/schema-registry';
 import { connectDatabase } from '../storage/mongo';
+import { connectTemporalClient } from '../temporal/connection';
+import { activityFailureMetrics } from './metrics-interceptor';
 import { temporalLoggerFrom } from './runtime-logger';
 import { ensureStagingSweepSchedule } from './schedules';
 
@@ -28,6 +30,8 @@ export async function createWorker(
   overrides: Partial<Pick<WorkerOptions, 'workflowBundle' | 'taskQueue' | 'shutdownForceTime'>> & {
     /** test-only seams into the issuance activities */
     issuanceHooks?: IssuanceActivityDeps['hooks'];
+    /** counts failed activity attempts */
+    metrics?: Metrics;
   } = {},
 ): Promise<WorkerHandle> {
   const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
@@ -60,6 +64,7 @@ export async function createWorker(
         notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: config.PLATFORM_TIMEOUT_MS },
       },
     }),
+    ...(overrides.metrics ? { interceptors: { activity: [activityFailureMetrics(overrides.metrics)] } } : {}),
     // On SIGINT/SIGTERM the runtime stops polling; running activities get this long to finish, then
     // are cancelled and their tasks handed back to the server for another worker.
     shutdownGraceTime: config.WORKER_SHUTDOWN_GRACE_MS,
@@ -77,27 +82,51 @@ export async function createWorker(
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger({ level: config.LOG_LEVEL, name: 'worker' });
-  Runtime.install({ logger: temporalLoggerFrom(log) });
-  const { worker, close } = await createWorker(config);
-  const scheduleConnection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
-  await ensureStagingSweepSchedule(
-    new Client({ connection: scheduleConnection, namespace: config.TEMPORAL_NAMESPACE }),
-    {
-      taskQueue: config.TEMPORAL_TASK_QUEUE,
-      intervalSeconds: config.STAGING_SWEEP_INTERVAL_SECONDS,
-    },
+  const metrics = createMetrics('worker');
+  Runtime.install({
+    logger: temporalLoggerFrom(log),
+    // The SDK's own metrics (task latencies, slots, polls) on a Prometheus endpoint of their own.
+    ...(config.WORKER_SDK_METRICS_PORT > 0
+      ? {
+          telemetryOptions: {
+            metrics: { prometheus: { bindAddress: `${config.WORKER_HEALTH_HOST}:${config.WORKER_SDK_METRICS_PORT}` } },
+          },
+        }
+      : {}),
+  });
+  const { worker, close } = await createWorker(config, { metrics });
+  const client = await connectTemporalClient(
+    config.TEMPORAL_ADDRESS,
+    config.TEMPORAL_NAMESPACE,
+    parseKeyring(config.CAK_CODEC_KEYS),
   );
-  await scheduleConnection.close();
-  const health = createServer((req, res) => {
-    const running = worker.getState() === 'RUNNING';
-    res.writeHead(req.url === '/healthz' ? (running ? 200 : 503) : 404, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: worker.getState() }));
-  }).listen(config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST);
+  await ensureStagingSweepSchedule(client, {
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    intervalSeconds: config.STAGING_SWEEP_INTERVAL_SECONDS,
+  });
+  await client.connection.close();
+  const health = workerHttp(worker, metrics).listen(config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST);
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
   await worker.run(); // returns after a shutdown signal once in-flight work has finished or been handed back
   health.close();
   await close();
   log.info('worker stopped');
+}
+
+/** The worker's own HTTP port: `/healthz` (200 while it runs) and `/metrics` (Prometheus). */
+function workerHttp(worker: Worker, metrics: Metrics) {
+  return createServer((req, res) => {
+    if (req.url === '/metrics') {
+      void metrics.registry.metrics().then((body) => {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(body);
+      });
+      return;
+    }
+    const running = worker.getState() === 'RUNNING';
+    res.writeHead(req.url === '/healthz' ? (running ? 200 : 503) : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ status: worker.getState() }));
+  });
 }
 
 if (require.main === module) {

@@ -1,0 +1,46 @@
+import type { Db } from 'mongodb';
+import { createMetrics, databaseGauge, type Metrics } from '../observability/metrics';
+import { auditRepository } from '../storage/audit';
+import { authorizationsRepository } from '../storage/authorizations';
+import { inboxRepository } from '../storage/inbox';
+import { issuancesRepository } from '../storage/issuances';
+
+/**
+ * The API's metrics: request counters from the middleware, callback outcomes from the callback
+ * route, and gauges read from the database at scrape time (a scrape while the database is down
+ * reports the process metrics and leaves these out).
+ */
+export function apiMetrics(db: Db): Metrics {
+  const metrics = createMetrics('api');
+  const issuances = issuancesRepository(db);
+  const authorizations = authorizationsRepository(db);
+  const audit = auditRepository(db);
+  const inbox = inboxRepository(db);
+  databaseGauge(metrics, {
+    name: 'cak_issuances',
+    help: 'Issuances by status',
+    labelNames: ['status'],
+    read: async () =>
+      (await issuances.countByStatus()).map(({ value, count }) => ({ labels: { status: value }, value: count })),
+  });
+  databaseGauge(metrics, {
+    name: 'cak_authorizations',
+    help: 'Authorizations by state (received, active, unrouted, no-data, revoked, ...)',
+    labelNames: ['state'],
+    read: async () =>
+      (await authorizations.countByState()).map(({ value, count }) => ({ labels: { state: value }, value: count })),
+  });
+  databaseGauge(metrics, {
+    name: 'cak_audit_chain_length',
+    help: 'Events in the hash-chained audit trail',
+    labelNames: [],
+    read: async () => [{ labels: {}, value: await audit.length() }],
+  });
+  databaseGauge(metrics, {
+    name: 'cak_callback_inbox_pending',
+    help: 'Acknowledged callbacks waiting for the relay to start their run (Temporal was unavailable)',
+    labelNames: [],
+    read: async () => [{ labels: {}, value: await inbox.pending() }],
+  });
+  return metrics;
+}

@@ -1,0 +1,114 @@
+import type { RequestHandler } from 'express';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Prometheus metrics, one registry per process (API or worker). Metric names are listed in the
+ * README ("Metrics"); labels carry only route templates, codes and states, never identifiers.
+ */
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  callbacks: Counter<'outcome' | 'code'>;
+  activityFailures: Counter<'activity' | 'type'>;
+}
+
+export function createMetrics(component: 'api' | 'worker'): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ component });
+  collectDefaultMetrics({ register: registry, prefix: 'cak_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'cak_http_requests_total',
+      help: 'HTTP requests by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'cak_http_request_duration_seconds',
+      help: 'HTTP request latency by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    callbacks: new Counter({
+      name: 'cak_callbacks_total',
+      help: 'Authorization callbacks by outcome (started, duplicate, inboxed, rejected, unavailable) and error code',
+      labelNames: ['outcome', 'code'],
+      registers: [registry],
+    }),
+    activityFailures: new Counter({
+      name: 'cak_activity_failures_total',
+      help: 'Failed activity attempts by activity type and error type',
+      labelNames: ['activity', 'type'],
+      registers: [registry],
+    }),
+  };
+}
+
+/** A gauge whose value is read from the database at scrape time (e.g. issuances by state). */
+export function databaseGauge<L extends string>(
+  metrics: Metrics,
+  options: {
+    name: string;
+    help: string;
+    labelNames: L[];
+    read: () => Promise<{ labels: Record<L, string>; value: number }[]>;
+  },
+): Gauge<L> {
+  return new Gauge<L>({
+    name: options.name,
+    help: options.help,
+    labelNames: options.labelNames,
+    registers: [metrics.registry],
+    async collect() {
+      this.reset();
+      try {
+        for (const { labels, value } of await options.read()) this.set(labels, value);
+      } catch {
+        // Database unreachable: the gauge is left out of this scrape rather than failing it.
+      }
+    },
+  });
+}
+
+export type CallbackOutcome = 'started' | 'duplicate' | 'inboxed' | 'rejected' | 'unavailable';
+
+/**
+ * Counts platform callbacks by outcome. The route records what it did in `res.locals.callbackOutcome`;
+ * the error handler records the code of a refusal in `res.locals.errorCode`.
+ */
+export function callbackMetrics(metrics: Metrics): RequestHandler {
+  return (_req, res, next) => {
+    res.once('finish', () => {
+      const accepted = res.locals.callbackOutcome as CallbackOutcome | undefined;
+      const code = typeof res.locals.errorCode === 'string' ? res.locals.errorCode : '';
+      const outcome: CallbackOutcome = accepted ?? (res.statusCode === 503 ? 'unavailable' : 'rejected');
+      metrics.callbacks.inc({ outcome, code });
+    });
+    next();
+  };
+}
+
+/** Counts and times every request by its route template (`/v1/issuances/:id`), not its raw path. */
+export function httpMetrics(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const stop = metrics.httpDuration.startTimer();
+    res.once('finish', () => {
+      const template = (req.route as { path?: unknown } | undefined)?.path;
+      const route = typeof template === 'string' ? `${req.baseUrl}${template}` : 'unmatched';
+      const labels = { method: req.method, route, status: String(res.statusCode) };
+      metrics.httpRequests.inc(labels);
+      stop(labels);
+    });
+    next();
+  };
+}
+
+export function metricsRoute(metrics: Metrics): RequestHandler {
+  return async (_req, res) => {
+    res.setHeader('content-type', metrics.registry.contentType);
+    res.send(await metrics.registry.metrics());
+  };
+}
