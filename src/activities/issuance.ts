@@ -7,6 +7,7 @@ import type { Keyring } from '../crypto/keyring';
 import { openOuter, outerKeyId, sealOuter } from '../crypto/outer-layer';
 import {
   IssuanceFailureType,
+  isTransientIssuanceFailure,
   type CakCurve,
   type IssuanceStep,
   type ItemDescriptor,
@@ -176,13 +177,18 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       await issuances.setStep(issuanceId, 'shred', 'completed');
     },
 
-    /** A run that cannot finish: shred its staging, drop its uncommitted packages, record why. */
+    /**
+     * A run that cannot finish: drop its uncommitted packages and record why. Its staging is shredded
+     * now when the failure is permanent; after a transient one (the platform's retries ran out) the
+     * sealed staging stays until its expiry (STAGING_TTL_SECONDS, then the sweep) so an operator can
+     * retry the issuance (`cak issuances retry`) without the client resubmitting.
+     */
     async abandonIssuance(input: {
       issuanceId: string;
       step: IssuanceStep;
       failure: { type: string; message: string };
     }): Promise<void> {
-      await staging.shred(input.issuanceId);
+      if (!isTransientIssuanceFailure(input.failure.type)) await staging.shred(input.issuanceId);
       await packages.discardPending(input.issuanceId);
       await issuances.markFailed(input.issuanceId, input.step, input.failure);
     },

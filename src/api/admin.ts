@@ -2,9 +2,15 @@ import { randomUUID } from 'node:crypto';
 import express, { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { AuditEventType } from '../domain/authorization';
-import { authorizationIdFor, authorizationWorkflowId, callbackPayloadSchema } from '../domain/callback';
+import { authorizationIdFor, callbackPayloadSchema } from '../domain/callback';
 import { AppError } from '../domain/errors';
 import { assertSafeJson } from '../domain/safe-json';
+import {
+  AUTHORIZATION_STATES,
+  listAuthorizations,
+  redriveAuthorization,
+  type Redriver,
+} from '../operations/authorizations';
 import type { AuditRepository } from '../storage/audit';
 import type { AuthorizationsRepository } from '../storage/authorizations';
 import type { VerifiersRepository } from '../storage/verifiers';
@@ -26,7 +32,7 @@ export interface AdminRouteDeps {
   verifiers: VerifiersRepository;
   idSecret: string;
   /** signals the run to re-drive; false when no run is waiting for one */
-  redrive(workflowId: string): Promise<boolean>;
+  redrive: Redriver;
 }
 
 const b64url = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a P-256 coordinate (base64url, 32 bytes)');
@@ -37,7 +43,7 @@ export const keyBody = z.strictObject({
 });
 export const removeKeyBody = z.strictObject({ verifierDid: callbackPayloadSchema.shape.verifierDid, kid });
 export const listQuery = z.strictObject({
-  state: z.enum(['received', 'no-data', 'unrouted', 'active', 'routed', 'revoked']).optional(),
+  state: z.enum(AUTHORIZATION_STATES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
@@ -69,22 +75,7 @@ export function adminRoutes(deps: AdminRouteDeps): Router {
 
   router.get('/v1/admin/authorizations', async (req, res) => {
     const query = parse(listQuery, { ...req.query });
-    const docs = await deps.authorizations.list(query.state ? { state: query.state } : {}, query.limit);
-    const counts = await Promise.all(docs.map((d) => deps.authorizations.countDeliveries(d._id)));
-    res.json({
-      authorizations: docs.map((d, i) => ({
-        authorizationId: d._id,
-        workflowId: d.workflowId,
-        userId: d.userId,
-        verifierDid: d.verifierDid,
-        schemaId: d.schemaId,
-        state: d.state,
-        handlers: d.handlers,
-        deliveries: counts[i],
-        redriven: d.redriven,
-        updatedAt: d.updatedAt,
-      })),
-    });
+    res.json({ authorizations: await listAuthorizations(deps.authorizations, query) });
   });
 
   router.post('/v1/admin/authorizations/revoke', async (req, res) => {
@@ -108,24 +99,25 @@ export function adminRoutes(deps: AdminRouteDeps): Router {
   router.post('/v1/admin/authorizations/redrive', async (req, res) => {
     const payload = parse(callbackPayloadSchema, req.body);
     const authorizationId = authorizationIdFor(deps.idSecret, payload);
-    const workflowId = authorizationWorkflowId(authorizationId);
-    const doc = await deps.authorizations.get(authorizationId);
-    if (!doc) throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
-    if (doc.state !== 'unrouted' && doc.state !== 'no-data') {
-      throw new AppError(
-        'NOT_REDRIVABLE',
-        `authorization is ${doc.state}; only unrouted and no-data are re-driven`,
-        409,
-      );
+    const result = await redriveAuthorization(deps.authorizations, deps.redrive, authorizationId);
+    switch (result.outcome) {
+      case 'not-found':
+        throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
+      case 'not-redrivable':
+        throw new AppError(
+          'NOT_REDRIVABLE',
+          `authorization is ${result.state}; only unrouted and no-data are re-driven`,
+          409,
+        );
+      case 'run-closed':
+        throw new AppError(
+          'REDRIVE_RUN_CLOSED',
+          'the run is no longer waiting for a re-drive (see docs/callbacks.md)',
+          409,
+        );
+      case 'signalled':
+        res.status(202).json({ authorizationId, workflowId: result.workflowId, redrive: 'signalled' });
     }
-    if (!(await deps.redrive(workflowId))) {
-      throw new AppError(
-        'REDRIVE_RUN_CLOSED',
-        'the run is no longer waiting for a re-drive (see docs/callbacks.md)',
-        409,
-      );
-    }
-    res.status(202).json({ authorizationId, workflowId, redrive: 'signalled' });
   });
 
   router.put('/v1/admin/verifiers/keys', async (req, res) => {

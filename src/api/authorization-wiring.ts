@@ -4,6 +4,7 @@ import type { Config } from '../config';
 import { parseKeyring } from '../crypto/keyring';
 import { openOuter } from '../crypto/outer-layer';
 import type { Logger } from '../observability/logger';
+import { temporalRedriver } from '../operations/authorizations';
 import { callbackSignatureVerifier } from '../platform/callback-signature';
 import { auditRepository } from '../storage/audit';
 import { authorizationsRepository } from '../storage/authorizations';
@@ -96,17 +97,7 @@ export function authorizationApiDeps(
       audit,
       verifiers,
       idSecret: config.ID_HMAC_SECRET,
-      async redrive(workflowId) {
-        try {
-          const handle = temporal.workflow.getHandle(workflowId);
-          const { status } = await handle.describe();
-          if (status.name !== 'RUNNING') return false;
-          await handle.signal('redrive');
-          return true;
-        } catch {
-          return false;
-        }
-      },
+      redrive: temporalRedriver(temporal),
     },
     startRelay(options = {}) {
       relay = startInboxRelay(inbox, starter, log, { ...DEFAULT_RELAY, ...options });

@@ -65,3 +65,14 @@ export const IssuanceFailureType = {
   StagingMissing: 'StagingMissing',
   PlatformResponseInvalid: 'PlatformResponseInvalid',
 } as const;
+
+/**
+ * Whether an issuance that ended with this failure type may be retried as is (`cak issuances
+ * retry`). The types above fail the same way again (the platform refused the request, the key is
+ * bad, the staged items are gone): the client must resubmit. Any other type ended the run on a
+ * transient error whose retries ran out (a platform outage: 5xx or timeouts for all 10 attempts),
+ * so the failed run keeps its sealed staging until STAGING_TTL_SECONDS for a retry.
+ */
+export function isTransientIssuanceFailure(type: string): boolean {
+  return !(Object.values(IssuanceFailureType) as string[]).includes(type);
+}

@@ -1,4 +1,5 @@
 import type { Db } from 'mongodb';
+import { outerKeyId } from '../crypto/outer-layer';
 import { blobStore, type BlobMeta } from './blobs';
 
 /**
@@ -13,6 +14,8 @@ export interface PackageDoc extends BlobMeta {
   recordId: string;
   itemId: string;
   state: 'pending' | 'committed';
+  /** the managed key the outer layer is wrapped under (absent on packages written before it was recorded) */
+  keyId?: string;
   createdAt: Date;
 }
 
@@ -29,9 +32,40 @@ export function packagesRepository(db: Db, thresholdBytes: number) {
         recordId,
         itemId,
         state: 'pending',
+        keyId: outerKeyId(sealed),
         createdAt: new Date(),
       });
     },
+    /** Metadata of packages after `afterId` in `_id` order (a resumable walk over every package). */
+    page: (afterId: string | undefined, limit: number) =>
+      blobs.collection
+        .find(afterId === undefined ? {} : { _id: { $gt: afterId } })
+        .sort({ _id: 1 })
+        .limit(limit)
+        .toArray(),
+    /**
+     * Replaces a package's bytes with a rewrap of them (same record, item and state), unless the
+     * package was deleted meanwhile (superseded by a newer version); returns what was recorded.
+     */
+    async replaceSealed(packageId: string, sealed: Uint8Array): Promise<BlobMeta | undefined> {
+      const current = await blobs.collection.findOne({ _id: packageId });
+      if (!current) return undefined;
+      const { issuanceId, recordId, itemId, state, createdAt } = current;
+      return blobs.put(packageId, sealed, {
+        issuanceId,
+        recordId,
+        itemId,
+        state,
+        createdAt,
+        keyId: outerKeyId(sealed),
+      });
+    },
+    /** Records the key id of a package written before key ids were recorded. */
+    async labelKeyId(packageId: string, keyId: string): Promise<void> {
+      await blobs.collection.updateOne({ _id: packageId }, { $set: { keyId } });
+    },
+    /** Deletes one package (bytes first). */
+    remove: (packageId: string) => blobs.deleteWhere({ _id: packageId }),
     read: (packageId: string) => blobs.read(packageId),
     async commit(issuanceId: string): Promise<void> {
       await blobs.collection.updateMany({ issuanceId }, { $set: { state: 'committed' } });

@@ -8,7 +8,7 @@ export const AUDIT_BROKEN_EXIT = 3;
 
 /** `cak audit verify`: walks the hash-chained audit trail from its first event and names the first broken link. */
 export function registerAuditCommands(program: Command): void {
-  const audit = program.command('audit').description('the append-only, hash-chained audit trail');
+  const audit = program.command('audit').description('the append-only, hash-chained audit trail: verify it');
   audit
     .command('verify')
     .description('recompute every event hash and link; exit 3 naming the first broken event')

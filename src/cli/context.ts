@@ -1,0 +1,67 @@
+import type { Client } from '@temporalio/client';
+import { loadConfig, type Config } from '../config';
+import { parseKeyring } from '../crypto/keyring';
+import { connectDatabase, type Database } from '../storage/mongo';
+import { connectTemporalClient } from '../temporal/connection';
+
+/**
+ * What operator commands run against: the same configuration (src/config.ts, the environment) and
+ * the same database and Temporal as the API and worker, used directly, so they work while the API
+ * is down.
+ */
+
+/** Exit status of an operator command that was refused (nothing or not everything was done). */
+export const REFUSED_EXIT = 4;
+
+export async function withDatabase<T>(action: (config: Config, database: Database) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
+  try {
+    return await action(config, database);
+  } finally {
+    await database.close();
+  }
+}
+
+export async function withDatabaseAndTemporal<T>(
+  action: (config: Config, database: Database, temporal: Client) => Promise<T>,
+): Promise<T> {
+  return withDatabase(async (config, database) => {
+    const temporal = await connectTemporalClient(
+      config.TEMPORAL_ADDRESS,
+      config.TEMPORAL_NAMESPACE,
+      parseKeyring(config.CAK_CODEC_KEYS),
+    );
+    try {
+      return await action(config, database, temporal);
+    } finally {
+      await temporal.connection.close();
+    }
+  });
+}
+
+export function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** A positive integer option (commander hands options in as strings). */
+export function positiveInt(max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw new Error(`expected an integer from 1 to ${max}, got "${value}"`);
+    return n;
+  };
+}
+
+/** Lines of aligned columns. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows
+    .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
+    .join('\n');
+}
