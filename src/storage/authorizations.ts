@@ -1,7 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import type { Db } from 'mongodb';
 import type { AuthorizationState, CallbackHandlerName, CallbackPayload } from '../domain/authorization';
-import { isDuplicateKey } from './duplicate-key';
+import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
 import { countByField } from './mongo';
 
 /**
@@ -92,12 +91,17 @@ export function authorizationsRepository(db: Db) {
     ensureIndexes,
 
     /** Logs acknowledged deliveries (insert-only: safe under any concurrency). */
-    async logDeliveries(batch: Omit<DeliveryDoc, '_id'>[]): Promise<void> {
+    /** Idempotent on each entry's `_id`: a batch retried after a partial write counts each delivery once. */
+    async logDeliveries(batch: DeliveryDoc[]): Promise<void> {
       if (batch.length === 0) return;
-      await deliveries.insertMany(
-        batch.map((d) => ({ _id: randomUUID(), ...d })),
-        { ordered: false },
-      );
+      try {
+        await deliveries.insertMany(batch, { ordered: false });
+      } catch (err) {
+        // Unordered: every entry is attempted; entries already written come back as duplicate keys.
+        const writeErrors = (err as { writeErrors?: { code?: unknown }[] }).writeErrors;
+        const onlyDuplicates = !!writeErrors?.length && writeErrors.every((e) => e.code === DUPLICATE_KEY_CODE);
+        if (!isDuplicateKey(err) && !onlyDuplicates) throw err;
+      }
     },
 
     /** The first delivery of a key, logged by the run it started (or, if queued, by the API under the

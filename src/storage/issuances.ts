@@ -1,4 +1,5 @@
-import { MongoServerError, type Db } from 'mongodb';
+import type { Db } from 'mongodb';
+import { isDuplicateKey } from './duplicate-key';
 import { countByField } from './mongo';
 import type { CakCurve, IssuanceStatus, IssuanceStep, ItemDescriptor, StepState } from '../domain/issuance';
 
@@ -39,8 +40,6 @@ export interface IssuanceDoc {
   updatedAt: Date;
 }
 
-const DUPLICATE_KEY = 11000;
-
 export function issuancesRepository(db: Db) {
   const issuances = db.collection<IssuanceDoc>('issuances');
   return {
@@ -52,7 +51,7 @@ export function issuancesRepository(db: Db) {
         await issuances.insertOne(doc);
         return { created: true, doc };
       } catch (err) {
-        if (!(err instanceof MongoServerError) || err.code !== DUPLICATE_KEY) throw err;
+        if (!isDuplicateKey(err)) throw err;
         const existing = await issuances.findOne({ _id: doc._id });
         if (!existing) throw err;
         return { created: false, doc: existing };

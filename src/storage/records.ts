@@ -1,4 +1,5 @@
-import { MongoServerError, type Db } from 'mongodb';
+import type { Db } from 'mongodb';
+import { isDuplicateKey } from './duplicate-key';
 import type { PackageRef } from '../domain/issuance';
 
 /**
@@ -52,8 +53,6 @@ export class VersionConflictError extends Error {
   }
 }
 
-const DUPLICATE_KEY = 11000;
-
 export function recordsRepository(db: Db) {
   const records = db.collection<RecordDoc>('records');
   const versions = db.collection<RecordVersionDoc>('record_versions');
@@ -86,7 +85,7 @@ export function recordsRepository(db: Db) {
         await versions.insertOne(doc);
         return doc;
       } catch (err) {
-        if (!(err instanceof MongoServerError) || err.code !== DUPLICATE_KEY) throw err;
+        if (!isDuplicateKey(err)) throw err;
         const mine = await versions.findOne({ _id: issuanceId });
         if (mine) return mine; // a concurrent attempt of this same issuance won
         throw new VersionConflictError(identity.recordId, doc.version);
