@@ -1,10 +1,9 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { activityDepsFrom } from '../src/activities';
 import { createIssuanceActivities, stagingContext } from '../src/activities/issuance';
-import { parseKeyring } from '../src/crypto/keyring';
 import { sealOuter } from '../src/crypto/outer-layer';
 import { issuanceWorkflowId, recordIdFor } from '../src/domain/ids';
 import type { ItemDescriptor, PackageRef } from '../src/domain/issuance';
-import { platformFromConfig } from '../src/platform';
 import { stagingRepository } from '../src/storage/staging';
 import globalSetup from '../test/support/global-setup';
 import { uniqueId } from '../test/support/temporal';
@@ -75,19 +74,9 @@ export async function run(): Promise<BenchResult[]> {
 
     // Baseline: the same staging + encrypt + store work in a bare loop, activities called directly.
     const config = system.config;
-    const keyring = parseKeyring(config.CAK_MANAGED_KEYS);
-    const { platform, partnerTokens } = platformFromConfig(config);
-    const activities = createIssuanceActivities({
-      db: system.db,
-      managedKeyring: keyring,
-      platform,
-      partnerTokens,
-      settings: {
-        gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
-        recordVersionsKept: config.RECORD_VERSIONS_KEPT,
-        stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
-      },
-    });
+    const deps = activityDepsFrom(config).issuance;
+    const keyring = deps.managedKeyring;
+    const activities = createIssuanceActivities({ db: system.db, ...deps });
     const staging = stagingRepository(system.db, config.GRIDFS_THRESHOLD_BYTES);
     const env = new MockActivityEnvironment();
     const bare = async () => {

@@ -1,4 +1,8 @@
 import type { Db } from 'mongodb';
+import type { Config } from '../config';
+import { parseKeyring } from '../crypto/keyring';
+import { platformFromConfig } from '../platform';
+import { loadSchemaRegistry } from '../routing/schema-registry';
 import { probesRepository } from '../storage/probes';
 import { createAuthorizationActivities, type AuthorizationActivityDeps } from './authorization';
 import { createIssuanceActivities, type IssuanceActivityDeps } from './issuance';
@@ -9,6 +13,27 @@ export interface ActivityDeps {
   issuance: Omit<IssuanceActivityDeps, 'db'>;
   /** the authorization pipeline's dependencies (schema registry, notify target) */
   authorization: Omit<AuthorizationActivityDeps, 'db'>;
+}
+
+/** The activities' dependencies as the worker builds them from configuration (the database aside). */
+export function activityDepsFrom(config: Config): Omit<ActivityDeps, 'db'> {
+  const { platform, partnerTokens } = platformFromConfig(config);
+  return {
+    issuance: {
+      managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
+      platform,
+      partnerTokens,
+      settings: {
+        gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
+        recordVersionsKept: config.RECORD_VERSIONS_KEPT,
+        stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
+      },
+    },
+    authorization: {
+      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
+      notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: config.PLATFORM_TIMEOUT_MS },
+    },
+  };
 }
 
 /** Activities are built from their dependencies: the worker passes real ones, tests may pass others. */

@@ -1,15 +1,13 @@
 import { createServer } from 'node:http';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
-import { createActivities } from '../activities';
+import { activityDepsFrom, createActivities } from '../activities';
 import type { IssuanceActivityDeps } from '../activities/issuance';
 import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
 import { createMetrics, type Metrics } from '../observability/metrics';
-import { platformFromConfig } from '../platform';
 import { ensureIssuanceIndexes } from '../storage/indexes';
-import { loadSchemaRegistry } from '../routing/schema-registry';
 import { connectDatabase } from '../storage/mongo';
 import { connectTemporalClient } from '../temporal/connection';
 import { activityFailureMetrics } from './metrics-interceptor';
@@ -36,7 +34,7 @@ export async function createWorker(
 ): Promise<WorkerHandle> {
   const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
   await ensureIssuanceIndexes(database.db);
-  const { platform, partnerTokens } = platformFromConfig(config);
+  const deps = activityDepsFrom(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
     connection,
@@ -48,21 +46,8 @@ export async function createWorker(
       : { workflowsPath: require.resolve('../workflows') }),
     activities: createActivities({
       db: database.db,
-      issuance: {
-        managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
-        platform,
-        partnerTokens,
-        settings: {
-          gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
-          recordVersionsKept: config.RECORD_VERSIONS_KEPT,
-          stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
-        },
-        ...(overrides.issuanceHooks ? { hooks: overrides.issuanceHooks } : {}),
-      },
-      authorization: {
-        registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
-        notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: config.PLATFORM_TIMEOUT_MS },
-      },
+      ...deps,
+      issuance: { ...deps.issuance, ...(overrides.issuanceHooks ? { hooks: overrides.issuanceHooks } : {}) },
     }),
     ...(overrides.metrics ? { interceptors: { activity: [activityFailureMetrics(overrides.metrics)] } } : {}),
     // On SIGINT/SIGTERM the runtime stops polling; running activities get this long to finish, then

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createActivities } from '../../src/activities';
+import { activityDepsFrom, createActivities } from '../../src/activities';
 import type { Config } from '../../src/config';
 import { eciesDecrypt } from '../../src/crypto/ecies';
 import { parseKeyring } from '../../src/crypto/keyring';
@@ -13,8 +13,6 @@ import { openOuter, outerKeyId } from '../../src/crypto/outer-layer';
 import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { authorizationIdFor } from '../../src/domain/callback';
 import { canonicalJson } from '../../src/domain/safe-json';
-import { platformFromConfig } from '../../src/platform';
-import { loadSchemaRegistry } from '../../src/routing/schema-registry';
 import { auditRepository } from '../../src/storage/audit';
 import { packagesRepository, type PackageDoc } from '../../src/storage/packages';
 import { recordsRepository } from '../../src/storage/records';
@@ -113,23 +111,11 @@ describe('cak operator commands against the real Temporal and database', () => {
     beforeAll(async () => {
       system = await startIssuanceSystem({}, { worker: false });
       const config = system.config;
-      const { platform, partnerTokens } = platformFromConfig(config);
+      const deps = activityDepsFrom(config);
       const activities = createActivities({
         db: system.db,
-        issuance: {
-          managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
-          platform,
-          partnerTokens,
-          settings: {
-            gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
-            recordVersionsKept: config.RECORD_VERSIONS_KEPT,
-            stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
-          },
-        },
-        authorization: {
-          registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
-          notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: 1000 },
-        },
+        ...deps,
+        authorization: { ...deps.authorization, notify: { ...deps.authorization.notify, timeoutMs: 1000 } },
       });
       connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
       worker = await Worker.create({
