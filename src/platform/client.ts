@@ -39,40 +39,66 @@ export class PlatformError extends Error {
 const issueResponse = z.object({ cakPublicKey: z.string().min(1).max(512) });
 const errorBody = z.object({ message: z.string().max(500) }).partial();
 
+/**
+ * One partner call to the platform: the Partner JWT in `x-partner-auth`, a timeout, and the one
+ * rule for what may be retried (network errors, timeouts, 5xx, 408, 429). Returns the parsed JSON.
+ */
+export async function platformRequest(request: {
+  baseUrl: string;
+  method: 'GET' | 'POST';
+  path: string;
+  authToken: string;
+  timeoutMs: number;
+  body?: unknown;
+}): Promise<{ status: number; json: unknown }> {
+  let res: Response;
+  try {
+    res = await fetch(`${request.baseUrl.replace(/\/+$/, '')}${request.path}`, {
+      method: request.method,
+      headers: {
+        'x-partner-auth': request.authToken,
+        'user-agent': 'cak-issuer',
+        ...(request.body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
+      signal: AbortSignal.timeout(request.timeoutMs),
+    });
+  } catch (err) {
+    throw new PlatformError(
+      'PLATFORM_UNAVAILABLE',
+      `platform unreachable: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  const json: unknown = await res.json().catch(() => undefined);
+  if (!res.ok) {
+    const message = errorBody.safeParse(json).data?.message ?? res.statusText;
+    const transient = res.status >= 500 || res.status === 408 || res.status === 429;
+    throw new PlatformError(
+      transient ? 'PLATFORM_UNAVAILABLE' : 'PLATFORM_REJECTED',
+      `platform answered ${res.status}: ${message}`,
+      res.status,
+    );
+  }
+  return { status: res.status, json };
+}
+
 export function createPlatformClient(options: { baseUrl: string; timeoutMs: number }): PlatformClient {
-  const base = options.baseUrl.replace(/\/+$/, '');
   return {
     async issueCredential({ authToken, ...body }) {
-      let res: Response;
-      try {
-        res = await fetch(`${base}/v1/credentials/issue`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-partner-auth': authToken, 'user-agent': 'cak-issuer' },
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(options.timeoutMs),
-        });
-      } catch (err) {
-        throw new PlatformError(
-          'PLATFORM_UNAVAILABLE',
-          `platform unreachable: ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }
-      const json: unknown = await res.json().catch(() => undefined);
-      if (!res.ok) {
-        const message = errorBody.safeParse(json).data?.message ?? res.statusText;
-        const transient = res.status >= 500 || res.status === 408 || res.status === 429;
-        throw new PlatformError(
-          transient ? 'PLATFORM_UNAVAILABLE' : 'PLATFORM_REJECTED',
-          `platform answered ${res.status}: ${message}`,
-          res.status,
-        );
-      }
+      const { status, json } = await platformRequest({
+        baseUrl: options.baseUrl,
+        method: 'POST',
+        path: '/v1/credentials/issue',
+        authToken,
+        timeoutMs: options.timeoutMs,
+        body,
+      });
       const parsed = issueResponse.safeParse(json);
       if (!parsed.success) {
         throw new PlatformError(
           'PLATFORM_RESPONSE_INVALID',
           'platform response has no usable cakPublicKey (is CAK enabled on the program?)',
-          res.status,
+          status,
         );
       }
       return { cakPublicKey: parsed.data.cakPublicKey };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { PartnerTokenMinter } from './partner-jwt';
-import { PlatformError } from './client';
+import { PlatformError, platformRequest } from './client';
 
 /**
  * Issuer settings on the AIR platform: the global callback URL (`POST /issuer/modify
@@ -42,36 +42,16 @@ export function issuerSettingsClient(options: {
   timeoutMs: number;
   partnerTokens: PartnerTokenMinter;
 }): IssuerSettingsClient {
-  const base = options.baseUrl.replace(/\/+$/, '');
   async function call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
     const { token } = await options.partnerTokens.mint({ scope: 'issue' });
-    let res: Response;
-    try {
-      res = await fetch(`${base}${path}`, {
-        method,
-        headers: {
-          'x-partner-auth': token,
-          'user-agent': 'cak-issuer',
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(options.timeoutMs),
-      });
-    } catch (err) {
-      throw new PlatformError(
-        'PLATFORM_UNAVAILABLE',
-        `platform unreachable: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-    const json: unknown = await res.json().catch(() => undefined);
-    if (!res.ok) {
-      const message = (json as { message?: unknown } | undefined)?.message;
-      throw new PlatformError(
-        res.status >= 500 ? 'PLATFORM_UNAVAILABLE' : 'PLATFORM_REJECTED',
-        `platform answered ${res.status}${typeof message === 'string' ? `: ${message.slice(0, 300)}` : ''}`,
-        res.status,
-      );
-    }
+    const { json } = await platformRequest({
+      baseUrl: options.baseUrl,
+      method,
+      path,
+      authToken: token,
+      timeoutMs: options.timeoutMs,
+      ...(body !== undefined ? { body } : {}),
+    });
     return json;
   }
   return {
