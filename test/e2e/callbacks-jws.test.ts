@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Db } from 'mongodb';
-import type { ApiHandle } from '../../src/api/server';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
 import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
 import { VerifierSimulation } from '../../src/emulator/verifier-sim';
@@ -9,11 +7,9 @@ import { issuerSettingsClient } from '../../src/platform/issuer-settings';
 import {
   callbackConfig,
   eventually,
-  openDb,
-  runWorker,
   seedRecord,
-  startCallbackApi,
-  type RunningWorker,
+  startCallbackStack,
+  type CallbackStack,
 } from '../integration/callbacks-harness';
 
 jest.setTimeout(120_000);
@@ -25,10 +21,8 @@ jest.setTimeout(120_000);
  */
 describe('authorization callbacks signed with jws-es256', () => {
   let config: Config;
-  let api: ApiHandle;
   let emulator: EmulatorHandle;
-  let worker: RunningWorker;
-  let database: { db: Db; close(): Promise<void> };
+  let stack: CallbackStack;
   const run = randomUUID().slice(0, 8);
 
   beforeAll(async () => {
@@ -43,17 +37,12 @@ describe('authorization callbacks signed with jws-es256', () => {
       PLATFORM_JWKS_URL: `${emulator.url}/.well-known/callback-jwks.json`,
       AIR_PLATFORM_URL: emulator.url,
     };
-    database = await openDb(config);
-    api = await startCallbackApi(config);
-    worker = await runWorker(config);
+    stack = await startCallbackStack(config);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await api?.close();
+    await stack?.close();
     await emulator?.close();
-    await database?.db.dropDatabase().catch(() => undefined);
-    await database?.close();
   });
 
   it('delivers, verifies and grants, duplicates included', async () => {
@@ -62,13 +51,16 @@ describe('authorization callbacks signed with jws-es256', () => {
       timeoutMs: 5_000,
       partnerTokens: platformFromConfig(config).partnerTokens,
     });
-    await settings.setCallbackUrl(`${api.url}/v1/cak/callbacks`);
+    await settings.setCallbackUrl(`${stack.api.url}/v1/cak/callbacks`);
     expect(await settings.status()).toMatchObject({ callbackSignatureScheme: 'jws-es256' });
 
-    const verifier = new VerifierSimulation(`did:air:verifier-${run}`, { emulatorUrl: emulator.url, apiUrl: api.url });
+    const verifier = new VerifierSimulation(`did:air:verifier-${run}`, {
+      emulatorUrl: emulator.url,
+      apiUrl: stack.api.url,
+    });
     await verifier.register(DEV_ADMIN_TOKEN);
     const userId = `user-${run}`;
-    await seedRecord(database.db, { userId, schemaId: 'kyc-basic' });
+    await seedRecord(stack.db, { userId, schemaId: 'kyc-basic' });
     const consent = await verifier.obtainConsent({
       issuerDid: `did:air:issuer-${run}`,
       userId,
@@ -80,7 +72,7 @@ describe('authorization callbacks signed with jws-es256', () => {
     expect((record.attempts as { status?: number }[]).map((a) => a.status)).toEqual([200]);
     expect((record.duplicateStatuses as number[]).every((s) => s === 200 || s === 202)).toBe(true);
     await eventually(
-      () => database.db.collection('authorizations').findOne({ userId }),
+      () => stack.db.collection('authorizations').findOne({ userId }),
       (doc) => doc?.state === 'active',
     );
   });

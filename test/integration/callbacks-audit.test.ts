@@ -1,7 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import type { Db } from 'mongodb';
-import type { ApiHandle } from '../../src/api/server';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { auditRepository, type AuditEvent } from '../../src/storage/audit';
@@ -9,13 +7,11 @@ import {
   callbackConfig,
   eventually,
   inParallel,
-  openDb,
   postCallback,
-  runWorker,
   seedRecord,
-  startCallbackApi,
-  type RunningWorker,
   ACKED,
+  startCallbackStack,
+  type CallbackStack,
 } from './callbacks-harness';
 
 jest.setTimeout(120_000);
@@ -31,26 +27,19 @@ function cakAuditVerify(config: Config): { status: number | null; stdout: string
 
 describe('the hash-chained audit trail', () => {
   let config: Config;
-  let api: ApiHandle;
-  let worker: RunningWorker;
-  let database: { db: Db; close(): Promise<void> };
+  let stack: CallbackStack;
 
   beforeAll(async () => {
     config = await callbackConfig();
-    database = await openDb(config);
-    api = await startCallbackApi(config);
-    worker = await runWorker(config);
+    stack = await startCallbackStack(config);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await api?.close();
-    await database?.db.dropDatabase().catch(() => undefined);
-    await database?.close();
+    await stack?.close();
   });
 
   it('concurrent appenders never fork the chain, and a key is appended once', async () => {
-    const audit = auditRepository(database.db);
+    const audit = auditRepository(stack.db);
     const keys = Array.from({ length: 60 }, (_, i) => `test:${randomUUID()}:${i}`);
     // every key three times, 30 appenders at once
     const events = await inParallel(
@@ -74,13 +63,13 @@ describe('the hash-chained audit trail', () => {
       verifierDid: `did:air:verifier-${run}`,
       schemaId: 'kyc-basic',
     }));
-    for (const key of keys) await seedRecord(database.db, key);
-    for (const key of keys) expect(ACKED).toContain((await postCallback(api.url, key)).status);
+    for (const key of keys) await seedRecord(stack.db, key);
+    for (const key of keys) expect(ACKED).toContain((await postCallback(stack.api.url, key)).status);
     await eventually(
-      () => database.db.collection('audit_events').countDocuments({ type: 'authorization' }),
+      () => stack.db.collection('audit_events').countDocuments({ type: 'authorization' }),
       (n) => n === 5,
     );
-    const revoke = await fetch(`${api.url}/v1/admin/authorizations/revoke`, {
+    const revoke = await fetch(`${stack.api.url}/v1/admin/authorizations/revoke`, {
       method: 'POST',
       headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' },
       body: JSON.stringify(keys[0]),
@@ -90,10 +79,10 @@ describe('the hash-chained audit trail', () => {
     const intact = cakAuditVerify(config);
     expect(intact.stderr).toBe('');
     expect(intact.status).toBe(0);
-    const total = await database.db.collection('audit_events').countDocuments({});
+    const total = await stack.db.collection('audit_events').countDocuments({});
     expect(intact.stdout).toContain(`audit chain intact: ${total} events`);
 
-    const events = database.db.collection<AuditEvent>('audit_events');
+    const events = stack.db.collection<AuditEvent>('audit_events');
     const victim = (await events.findOne({ type: 'authorization', 'data.userId': keys[2]!.userId }))!;
     await events.replaceOne({ _id: victim._id }, { ...victim, data: { ...victim.data, outcome: 'no-data' } });
 

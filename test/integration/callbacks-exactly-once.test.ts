@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import type { Db } from 'mongodb';
-import type { ApiHandle } from '../../src/api/server';
 import type { Config } from '../../src/config';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { auditRepository } from '../../src/storage/audit';
@@ -11,37 +9,28 @@ import {
   countRuns,
   eventually,
   inParallel,
-  openDb,
   postCallback,
-  runWorker,
   seedRecord,
-  startCallbackApi,
-  type RunningWorker,
+  startCallbackStack,
+  type CallbackStack,
 } from './callbacks-harness';
 
 jest.setTimeout(240_000);
 
 describe('authorization callbacks: exactly once', () => {
   let config: Config;
-  let api: ApiHandle;
-  let worker: RunningWorker;
   let client: Client;
-  let database: { db: Db; close(): Promise<void> };
+  let stack: CallbackStack;
 
   beforeAll(async () => {
     config = await callbackConfig();
-    database = await openDb(config);
-    api = await startCallbackApi(config);
-    worker = await runWorker(config);
+    stack = await startCallbackStack(config);
     client = await connectClient(config);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await api?.close();
+    await stack?.close();
     await client?.connection.close();
-    await database?.db.dropDatabase().catch(() => undefined);
-    await database?.close();
   });
 
   it('1,000 deliveries over 100 keys, 50 in flight, with worker restarts: 100 runs, records and audit events, all 2XX', async () => {
@@ -54,7 +43,7 @@ describe('authorization callbacks: exactly once', () => {
         }
       }
     }
-    for (const key of keys) await seedRecord(database.db, key);
+    for (const key of keys) await seedRecord(stack.db, key);
 
     // Ten deliveries per key: five platform retries of one message (same webhook-id, fresh
     // signature) and five fresh messages; all shuffled.
@@ -65,11 +54,10 @@ describe('authorization callbacks: exactly once', () => {
       const j = Math.floor(Math.random() * (i + 1));
       [deliveries[i], deliveries[j]] = [deliveries[j]!, deliveries[i]!];
     }
-    const send = (d: (typeof deliveries)[number]) => () => postCallback(api.url, d.key, { id: d.id });
+    const send = (d: (typeof deliveries)[number]) => () => postCallback(stack.api.url, d.key, { id: d.id });
 
     const restart = async () => {
-      await worker.stop();
-      worker = await runWorker(config);
+      await stack.restartWorker();
     };
     const responses = [];
     for (const [index, chunk] of [
@@ -96,18 +84,18 @@ describe('authorization callbacks: exactly once', () => {
     );
     expect(await countRuns(client, config.TEMPORAL_TASK_QUEUE)).toBe(100);
 
-    const authorizations = database.db.collection('authorizations');
+    const authorizations = stack.db.collection('authorizations');
     expect(await authorizations.countDocuments({})).toBe(100);
     expect(await authorizations.countDocuments({ state: 'active' })).toBe(100);
     // every delivery is logged (after its answer) against its authorization
     await eventually(
-      () => database.db.collection('callback_deliveries').countDocuments({}),
+      () => stack.db.collection('callback_deliveries').countDocuments({}),
       (n) => n === 1_000,
     );
 
-    const audit = auditRepository(database.db);
+    const audit = auditRepository(stack.db);
     expect(await audit.count({ type: 'authorization' })).toBe(100);
     expect(await audit.verifyChain()).toMatchObject({ ok: true, events: 100 });
-    expect(await database.db.collection('callback_inbox').countDocuments({})).toBe(0);
+    expect(await stack.db.collection('callback_inbox').countDocuments({})).toBe(0);
   });
 });

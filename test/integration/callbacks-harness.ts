@@ -51,6 +51,36 @@ export async function startCallbackApi(config: Config, options: { startTimeoutMs
   });
 }
 
+/** One test file's callback pipeline: its own database, the real API and a worker. */
+export interface CallbackStack {
+  db: Db;
+  api: ApiHandle;
+  /** stops the worker and starts a fresh one on the same task queue (e.g. after a registry change) */
+  restartWorker(): Promise<void>;
+  /** stops the worker and the API, drops the database */
+  close(): Promise<void>;
+}
+
+export async function startCallbackStack(config: Config): Promise<CallbackStack> {
+  const database = await openDb(config);
+  const api = await startCallbackApi(config);
+  let worker = await runWorker(config);
+  return {
+    db: database.db,
+    api,
+    async restartWorker() {
+      await worker.stop();
+      worker = await runWorker(config);
+    },
+    async close() {
+      await worker.stop();
+      await api.close();
+      await database.db.dropDatabase().catch(() => undefined);
+      await database.close();
+    },
+  };
+}
+
 export async function openDb(config: Config): Promise<{ db: Db; close(): Promise<void> }> {
   const client = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
   await client.connect();

@@ -3,9 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Db } from 'mongodb';
 import { Webhook } from 'standardwebhooks';
-import type { ApiHandle } from '../../src/api/server';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { authorizationIdFor } from '../../src/domain/callback';
@@ -18,14 +16,12 @@ import { workflowBundle } from '../support/temporal';
 import {
   callbackConfig,
   eventually,
-  openDb,
   postCallback,
-  runWorker,
   seedRecord,
-  startCallbackApi,
-  type RunningWorker,
   ACKED,
   connectClient,
+  startCallbackStack,
+  type CallbackStack,
 } from './callbacks-harness';
 
 jest.setTimeout(180_000);
@@ -41,9 +37,7 @@ describe('authorization routing', () => {
   let dir: string;
   let registryPath: string;
   let config: Config;
-  let api: ApiHandle;
-  let worker: RunningWorker;
-  let database: { db: Db; close(): Promise<void> };
+  let stack: CallbackStack;
   let hookServer: Server;
   const notifications: Notification[] = [];
   let failNext = 1;
@@ -66,21 +60,21 @@ describe('authorization routing', () => {
 ${extra}`;
 
   const admin = (path: string, body?: unknown) =>
-    fetch(`${api.url}${path}`, {
+    fetch(`${stack.api.url}${path}`, {
       method: body ? 'POST' : 'GET',
       headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' },
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
   const stateOf = async (key: CallbackPayload) =>
     (
-      await database.db
+      await stack.db
         .collection('authorizations')
         .findOne({ _id: authorizationIdFor(config.ID_HMAC_SECRET, key) } as never)
     )?.state as string | undefined;
   /** The audit step runs after the state is settled: wait for its event. */
   const auditEvent = (eventKey: string) =>
     eventually(
-      () => auditRepository(database.db).get(eventKey),
+      () => auditRepository(stack.db).get(eventKey),
       (e) => e !== null,
     );
   const key = (schemaId: string, n = 0): CallbackPayload => ({ userId: `user-${run}-${n}`, verifierDid, schemaId });
@@ -112,24 +106,19 @@ ${extra}`;
     registryPath = join(dir, 'schemas.yaml');
     writeFileSync(registryPath, registry('', hookUrl));
     config = await callbackConfig({ SCHEMA_REGISTRY_PATH: registryPath, NOTIFY_SECRET: notifySecret });
-    database = await openDb(config);
-    api = await startCallbackApi(config);
-    worker = await runWorker(config);
+    stack = await startCallbackStack(config);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await api?.close();
+    await stack?.close();
     await new Promise((r) => hookServer.close(r));
-    await database?.db.dropDatabase().catch(() => undefined);
-    await database?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('grant-access + notify: access granted, one signed notification retried past a 503', async () => {
     const k = key('notified');
-    await seedRecord(database.db, k);
-    expect(ACKED).toContain((await postCallback(api.url, k)).status);
+    await seedRecord(stack.db, k);
+    expect(ACKED).toContain((await postCallback(stack.api.url, k)).status);
     await eventually(
       () => stateOf(k),
       (s) => s === 'active',
@@ -146,8 +135,8 @@ ${extra}`;
 
   it('log-only: routed and audited, but no access', async () => {
     const k = key('logged');
-    await seedRecord(database.db, k);
-    expect(ACKED).toContain((await postCallback(api.url, k)).status);
+    await seedRecord(stack.db, k);
+    expect(ACKED).toContain((await postCallback(stack.api.url, k)).status);
     await eventually(
       () => stateOf(k),
       (s) => s === 'routed',
@@ -159,8 +148,8 @@ ${extra}`;
 
   it('no route: kept as unrouted, listed for operators, re-driven once a route exists', async () => {
     const k = key('later');
-    await seedRecord(database.db, k);
-    expect(ACKED).toContain((await postCallback(api.url, k)).status);
+    await seedRecord(stack.db, k);
+    expect(ACKED).toContain((await postCallback(stack.api.url, k)).status);
     await eventually(
       () => stateOf(k),
       (s) => s === 'unrouted',
@@ -172,15 +161,14 @@ ${extra}`;
 
     // the operator adds the route and restarts the worker, then re-drives
     writeFileSync(registryPath, registry('    callback:\n      handlers: [grant-access]\n', hookUrl));
-    await worker.stop();
-    worker = await runWorker(config);
+    await stack.restartWorker();
     const redrive = await admin('/v1/admin/authorizations/redrive', k);
     expect(redrive.status).toBe(202);
     await eventually(
       () => stateOf(k),
       (s) => s === 'active',
     );
-    const audit = auditRepository(database.db);
+    const audit = auditRepository(stack.db);
     const id = authorizationIdFor(config.ID_HMAC_SECRET, k);
     expect((await audit.get(`authorization:${id}`))?.data).toMatchObject({ outcome: 'unrouted' });
     const redriven = await eventually(
@@ -193,12 +181,12 @@ ${extra}`;
 
   it('no data held: acknowledged and kept as no-data, re-driven once the data is stored', async () => {
     const k = key('later', 1);
-    expect(ACKED).toContain((await postCallback(api.url, k)).status);
+    expect(ACKED).toContain((await postCallback(stack.api.url, k)).status);
     await eventually(
       () => stateOf(k),
       (s) => s === 'no-data',
     );
-    await seedRecord(database.db, k);
+    await seedRecord(stack.db, k);
     expect((await admin('/v1/admin/authorizations/redrive', k)).status).toBe(202);
     await eventually(
       () => stateOf(k),
@@ -241,8 +229,10 @@ ${extra}`;
   });
 
   it('admin routes need the admin credential', async () => {
-    expect((await fetch(`${api.url}/v1/admin/authorizations`)).status).toBe(401);
-    const wrong = await fetch(`${api.url}/v1/admin/authorizations`, { headers: { authorization: 'Bearer nope' } });
+    expect((await fetch(`${stack.api.url}/v1/admin/authorizations`)).status).toBe(401);
+    const wrong = await fetch(`${stack.api.url}/v1/admin/authorizations`, {
+      headers: { authorization: 'Bearer nope' },
+    });
     expect(wrong.status).toBe(401);
   });
 });

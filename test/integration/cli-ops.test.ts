@@ -31,14 +31,11 @@ import {
   ACKED,
   callbackConfig,
   eventually,
-  openDb,
   postCallback,
-  runWorker,
   seedRecord,
-  startCallbackApi,
-  type RunningWorker,
+  startCallbackStack,
+  type CallbackStack,
 } from './callbacks-harness';
-import type { ApiHandle } from '../../src/api/server';
 
 jest.setTimeout(240_000);
 
@@ -338,9 +335,7 @@ describe('cak operator commands against the real Temporal and database', () => {
     let dir: string;
     let registryPath: string;
     let config: Config;
-    let api: ApiHandle;
-    let worker: RunningWorker;
-    let database: Awaited<ReturnType<typeof openDb>>;
+    let stack: CallbackStack;
     const registry = (route: string) =>
       `schemas:\n  kyc-basic:\n    allowedItemKinds: [fields]\n    callback:\n      handlers: [grant-access]\n` +
       `  later:\n    allowedItemKinds: [fields]\n${route}`;
@@ -350,26 +345,21 @@ describe('cak operator commands against the real Temporal and database', () => {
       registryPath = join(dir, 'schemas.yaml');
       writeFileSync(registryPath, registry(''));
       config = await callbackConfig({ SCHEMA_REGISTRY_PATH: registryPath });
-      database = await openDb(config);
-      api = await startCallbackApi(config);
-      worker = await runWorker(config);
+      stack = await startCallbackStack(config);
     });
 
     afterAll(async () => {
-      await worker?.stop();
-      await api?.close();
-      await database?.db.dropDatabase().catch(() => undefined);
-      await database?.close();
+      await stack?.close();
       rmSync(dir, { recursive: true, force: true });
     });
 
     it('lists the unrouted authorization, re-drives it to active, and refuses one that is not waiting', async () => {
       const k = { userId: uniqueId('user'), verifierDid: 'did:air:id:cli-verifier', schemaId: 'later' };
       const id = authorizationIdFor(config.ID_HMAC_SECRET, k);
-      await seedRecord(database.db, k);
-      expect(ACKED).toContain((await postCallback(api.url, k)).status);
+      await seedRecord(stack.db, k);
+      expect(ACKED).toContain((await postCallback(stack.api.url, k)).status);
       const stateOf = async () =>
-        (await database.db.collection<{ _id: string; state: string }>('authorizations').findOne({ _id: id }))?.state;
+        (await stack.db.collection<{ _id: string; state: string }>('authorizations').findOne({ _id: id }))?.state;
       await eventually(stateOf, (s) => s === 'unrouted');
 
       type Listed = {
@@ -383,15 +373,14 @@ describe('cak operator commands against the real Temporal and database', () => {
 
       // the operator adds the route and restarts the workers, then re-drives every unrouted one
       writeFileSync(registryPath, registry('    callback:\n      handlers: [grant-access]\n'));
-      await worker.stop();
-      worker = await runWorker(config);
+      await stack.restartWorker();
       const redrive = await cak(config, ['authorizations', 'redrive', '--all-unrouted']);
       expect(redrive.code).toBe(0);
       expect(redrive.stdout).toContain(`${id}: re-drive signalled`);
       expect(redrive.stdout).toContain('1 of 1 re-driven');
       await eventually(stateOf, (s) => s === 'active');
       const event = await eventually(
-        () => auditRepository(database.db).get(`authorization:${id}:redrive:1`),
+        () => auditRepository(stack.db).get(`authorization:${id}:redrive:1`),
         (e) => e !== null,
       );
       expect(event).toMatchObject({ type: 'authorization.redriven', data: { outcome: 'active' } });
