@@ -111,6 +111,12 @@ const json = 'application/json';
 const INTERNAL: ResponseDoc = { description: 'unexpected failure', codes: ['INTERNAL'] };
 const JSON_BODY_ERRORS = ['MALFORMED_JSON'] as const;
 const SAFE_JSON_ERRORS = ['UNSAFE_KEY', 'JSON_TOO_DEEP', 'JSON_TOO_MANY_KEYS'] as const;
+/** What every admin route with a JSON body can refuse. */
+const ADMIN_JSON_ERRORS: Record<'400' | '401' | '413', ResponseDoc> = {
+  '400': { description: 'invalid body', codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS] },
+  '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
+  '413': { description: 'body over 8 KiB', codes: ['BODY_TOO_LARGE'] },
+};
 const rateLimited: ResponseDoc = { description: 'over the per-minute rate limit', codes: ['RATE_LIMITED'] };
 const noStore = { 'Cache-Control': { description: '`no-store`', schema: { type: 'string' } } };
 
@@ -700,10 +706,8 @@ export const operations: OperationDoc[] = [
           schema: z.object({ authorizationId: z.string(), revoked: z.boolean(), state: z.literal('revoked') }),
         },
       },
-      '400': { description: 'invalid body', codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS] },
-      '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
+      ...ADMIN_JSON_ERRORS,
       '404': { description: 'no such authorization', codes: ['AUTHORIZATION_NOT_FOUND'] },
-      '413': { description: 'body over 8 KiB', codes: ['BODY_TOO_LARGE'] },
     },
   },
   {
@@ -732,14 +736,12 @@ export const operations: OperationDoc[] = [
           schema: z.object({ authorizationId: z.string(), workflowId: z.string(), redrive: z.literal('signalled') }),
         },
       },
-      '400': { description: 'invalid body', codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS] },
-      '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
+      ...ADMIN_JSON_ERRORS,
       '404': { description: 'no such authorization', codes: ['AUTHORIZATION_NOT_FOUND'] },
       '409': {
         description: 'not unrouted / no-data, or the run no longer waits',
         codes: ['NOT_REDRIVABLE', 'REDRIVE_RUN_CLOSED'],
       },
-      '413': { description: 'body over 8 KiB', codes: ['BODY_TOO_LARGE'] },
     },
   },
   {
@@ -779,9 +781,7 @@ export const operations: OperationDoc[] = [
         description: 'registered',
         content: { mediaType: json, schema: z.object({ verifierDid: z.string(), kid: z.string() }) },
       },
-      '400': { description: 'invalid body', codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS] },
-      '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
-      '413': { description: 'body over 8 KiB', codes: ['BODY_TOO_LARGE'] },
+      ...ADMIN_JSON_ERRORS,
     },
   },
   {
@@ -807,9 +807,7 @@ export const operations: OperationDoc[] = [
         description: 'whether a key was removed',
         content: { mediaType: json, schema: z.object({ removed: z.boolean() }) },
       },
-      '400': { description: 'invalid body', codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS] },
-      '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
-      '413': { description: 'body over 8 KiB', codes: ['BODY_TOO_LARGE'] },
+      ...ADMIN_JSON_ERRORS,
     },
   },
   {
