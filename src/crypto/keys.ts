@@ -112,7 +112,10 @@ export function bytesToBigInt(bytes: Uint8Array): bigint {
 }
 
 export function bigIntToBytes(value: bigint, length = FIELD_BYTES): Buffer {
-  return Buffer.from(value.toString(16).padStart(length * 2, '0'), 'hex');
+  const hex = value.toString(16).padStart(length * 2, '0');
+  // Buffer.from would silently drop an odd trailing digit: a value that does not fit is a bug.
+  if (value < 0n || hex.length > length * 2) throw new RangeError(`value does not fit in ${length} bytes`);
+  return Buffer.from(hex, 'hex');
 }
 
 /** Validates SEC1 point bytes on `curve` and returns the uncompressed form. */
