@@ -22,6 +22,7 @@ import {
   type CakPublicKey,
   type Curve,
 } from './keys';
+import { nativeEc, type NativeEc } from './native-ec';
 
 /**
  * "cak-ecies-v1", one profile for both curves (docs/crypto.md):
@@ -68,27 +69,35 @@ export function eciesDecrypt(privateKey: CakPrivateKey, pkg: Uint8Array): Buffer
   }
   const bytes = Buffer.from(pkg.buffer, pkg.byteOffset, pkg.length);
   const ephemeral = bytes.subarray(0, EPHEMERAL_LENGTH);
-  let ephemeralPlusG: Buffer | null;
   try {
     if (ephemeral[0] !== 0x04) throw new Error('compressed ephemeral key');
     validatePointBytes(ephemeral, curve);
-    ephemeralPlusG = addGenerator(curve, ephemeral);
   } catch {
     throw new CryptoError('CIPHERTEXT_INVALID', 'package does not start with a valid ephemeral public key');
   }
-  const ecdh = createECDH(NODE_CURVE[curve]);
-  ecdh.setPrivateKey(checkScalar(privateKey.scalar, curve));
-  const shared = sharedPointPlusOwn(curve, ecdh, ecdh.getPublicKey(), ephemeral, ephemeralPlusG);
+  const shared = sharedPoint(curve, checkScalar(privateKey.scalar, curve), ephemeral);
   return open(ephemeral, shared, bytes.subarray(EPHEMERAL_LENGTH));
 }
 
 /** Full ECDH shared point (65 bytes, uncompressed): the same code path ECIES uses. */
 export function ecdhSharedPoint(privateKey: CakPrivateKey, publicKey: CakPublicKey): Buffer {
   if (privateKey.curve !== publicKey.curve) throw new CryptoError('KEY_WRONG_CURVE', 'keys are on different curves');
-  const ecdh = createECDH(NODE_CURVE[privateKey.curve]);
-  ecdh.setPrivateKey(checkScalar(privateKey.scalar, privateKey.curve));
-  const peer = recipientFor(publicKey);
-  return sharedPointPlusOwn(privateKey.curve, ecdh, ecdh.getPublicKey(), peer.point, peer.plusG);
+  return sharedPoint(privateKey.curve, checkScalar(privateKey.scalar, privateKey.curve), recipientFor(publicKey).point);
+}
+
+/** S = k·P with both coordinates, for a validated uncompressed P: the addon, else x-only ECDH and recovery. */
+function sharedPoint(curve: Curve, scalar: Buffer, peer: Buffer): Buffer {
+  const addon = addonInUse();
+  if (addon) return addon.multiply(curve, scalar, peer);
+  const ecdh = createECDH(NODE_CURVE[curve]);
+  ecdh.setPrivateKey(scalar);
+  return sharedPointPlusOwn(curve, ecdh, ecdh.getPublicKey(), peer, addGenerator(curve, peer));
+}
+
+/** Tests switch the addon off to exercise the x-only route on a machine that has it. */
+let addonEnabled = true;
+function addonInUse(): NativeEc | null {
+  return addonEnabled ? nativeEc() : null;
 }
 
 const ZERO_SALT = Buffer.alloc(32);
@@ -140,7 +149,7 @@ function open(ephemeral: Buffer, shared: Buffer, body: Buffer): Buffer {
 }
 
 /*
- * The ECDH shared point S = k·B with both coordinates. node:crypto's ECDH returns only x(S), and
+ * Without the addon: the ECDH shared point S = k·B with both coordinates. node:crypto's ECDH returns only x(S), and
  * x alone cannot tell y from -y. A second native ECDH gives x(S + A) for a point A we know in
  * full (the "anchor"). With S = (x1, y1), A = (x2, y2), x3 = x(S + A), the chord through S and A
  * has slope (y2 - y1)/(x2 - x1), so (y2 - y1)^2 = (x3 + x1 + x2)(x2 - x1)^2; with
@@ -201,18 +210,20 @@ function sharedPointPlusOwn(curve: Curve, ecdh: ECDH, own: Buffer, peer: Buffer,
 
 /*
  * Encrypt side: a fresh ephemeral scalar e, its public key E = e·G and the full shared point
- * S = e·Q for the recipient key Q. Two routes, chosen per curve from `npm run bench`
+ * S = e·Q for the recipient key Q. Three routes, chosen per curve from `npm run bench`
  * (docs/crypto.md, "Encrypt fast path"):
  *
+ *   - addon (P-256 always; secp256k1 for a recipient seen for the first time), when the native
+ *     addon is built: E and S each from one constant-time multiplication in node's OpenSSL, both
+ *     coordinates at once. P-256 has assembly in OpenSSL that JavaScript cannot approach.
  *   - table (secp256k1, from the second message to a recipient on): both multiplications in
  *     @noble/curves with precomputed windows, E with noble's built-in table for G and S with a
  *     table built once for Q. It is the same constant-time windowed multiplication noble uses
  *     for public keys (every window does one addition, real or dummy). S comes out with both
- *     coordinates, so there is nothing to recover. OpenSSL has no fast secp256k1 code and node
- *     runs a full key check, one more scalar multiplication, inside every ECDH call, so two table
- *     multiplications in JavaScript cost about half of the native route.
- *   - native (P-256 always; secp256k1 for a recipient seen for the first time): node:crypto ECDH
- *     with y recovered as above. P-256 has assembly in OpenSSL that JavaScript cannot approach.
+ *     coordinates. OpenSSL has no fast secp256k1 code, so two table multiplications in JavaScript
+ *     cost less than OpenSSL's generic ones.
+ *   - x-only (where the addon would be, when it is absent): node:crypto ECDH with y recovered as
+ *     above; about half the rate of the addon for small messages.
  */
 
 type TablePoint = ProjPointType<bigint>;
@@ -224,7 +235,7 @@ const TABLE_AFTER_ENCRYPTS = 2;
 const TABLE_CURVES: Record<Curve, boolean> = { secp256r1: false, secp256k1: true };
 
 /** How a shared point was computed; returned to tests, never part of the output. */
-export type KeyAgreementRoute = 'table' | 'native';
+export type KeyAgreementRoute = 'addon' | 'table' | 'x-only';
 
 interface KeyAgreement {
   ephemeral: Buffer;
@@ -238,10 +249,20 @@ function encryptKeyAgreement(publicKey: CakPublicKey, fixedScalar?: Buffer): Key
   recipient.encrypts++;
   const table = tableFor(recipient);
   if (table) {
-    const e = fixedScalar ? bytesToBigInt(fixedScalar) : randomScalar(recipient.curve);
+    const e = fixedScalar ? bytesToBigInt(fixedScalar) : bytesToBigInt(randomScalar(recipient.curve));
     return tableKeyAgreement(recipient.curve, table, e);
   }
-  return nativeKeyAgreement(recipient, fixedScalar);
+  const addon = addonInUse();
+  return addon ? addonKeyAgreement(addon, recipient, fixedScalar) : xOnlyKeyAgreement(recipient, fixedScalar);
+}
+
+function addonKeyAgreement(addon: NativeEc, recipient: Recipient, fixedScalar?: Buffer): KeyAgreement {
+  const { curve } = recipient;
+  const e = fixedScalar ?? randomScalar(curve);
+  const ephemeral = addon.multiply(curve, e, null);
+  const shared = addon.multiply(curve, e, recipient.point);
+  if (!fixedScalar) e.fill(0);
+  return { ephemeral, shared, route: 'addon' };
 }
 
 function tableKeyAgreement(curve: Curve, table: TablePoint, e: bigint): KeyAgreement {
@@ -252,16 +273,17 @@ function tableKeyAgreement(curve: Curve, table: TablePoint, e: bigint): KeyAgree
   return { ephemeral: asBuffer(ephemeral), shared: asBuffer(shared), route: 'table' };
 }
 
-/** Uniform in [1, n-1] by rejection sampling (a retry has probability < 2^-32 on both curves). */
-function randomScalar(curve: Curve): bigint {
+/** 32 bytes, uniform in [1, n-1] by rejection sampling (a retry has probability < 2^-32 on both curves). */
+function randomScalar(curve: Curve): Buffer {
   const { n } = pointMath(curve);
   for (;;) {
-    const e = bytesToBigInt(randomBytes(32));
-    if (e !== 0n && e < n) return e;
+    const bytes = randomBytes(32);
+    const e = bytesToBigInt(bytes);
+    if (e !== 0n && e < n) return bytes;
   }
 }
 
-function nativeKeyAgreement(recipient: Recipient, fixedScalar?: Buffer): KeyAgreement {
+function xOnlyKeyAgreement(recipient: Recipient, fixedScalar?: Buffer): KeyAgreement {
   const { curve } = recipient;
   const { ecdh, next } = ephemeralEcdh(curve);
   let ephemeral: Buffer;
@@ -273,8 +295,8 @@ function nativeKeyAgreement(recipient: Recipient, fixedScalar?: Buffer): KeyAgre
   }
   const shared = ANCHOR_ON_RECIPIENT[curve]
     ? sharedPointPlusRecipient(recipient, ecdh, next)
-    : sharedPointPlusOwn(curve, ecdh, ephemeral, recipient.point, recipient.plusG);
-  return { ephemeral, shared, route: 'native' };
+    : sharedPointPlusOwn(curve, ecdh, ephemeral, recipient.point, addGenerator(curve, recipient.point));
+  return { ephemeral, shared, route: 'x-only' };
 }
 
 /** Anchor = the recipient key Q: x(S + Q) = x((e + 1)·Q); `next` is a spare ECDH object for e + 1. */
@@ -285,12 +307,13 @@ function sharedPointPlusRecipient(recipient: Recipient, ecdh: ECDH, next: ECDH):
   let shared: Buffer | null = null;
   if (e1 < pointMath(curve).n) {
     next.setPrivateKey(bigIntToBytes(e1));
+    recipient.anchor ??= anchorOf(curve, recipient.point);
     shared = recoverSharedPoint(curve, x1, next.computeSecret(recipient.point), recipient.anchor);
   }
   return shared ?? fullPointFallback(curve, ecdh, recipient.point);
 }
 
-/** Which native anchor is faster, measured with `npm run bench` (docs/crypto.md). */
+/** Which x-only anchor is faster, measured with `npm run bench` (docs/crypto.md). */
 const ANCHOR_ON_RECIPIENT: Record<Curve, boolean> = { secp256r1: true, secp256k1: false };
 
 /** B + G (uncompressed), or null when it is the point at infinity. */
@@ -341,9 +364,8 @@ interface Recipient {
   curve: Curve;
   cacheKey: string;
   point: Buffer;
-  /** Q + G, or null when it is the point at infinity (Q = -G). */
-  plusG: Buffer | null;
-  anchor: Anchor;
+  /** The x-only route's cached 1/(2·y) for Q, computed on that route's first use. */
+  anchor?: Anchor;
   encrypts: number;
 }
 
@@ -368,8 +390,6 @@ function recipientFor(publicKey: CakPublicKey): Recipient {
     curve,
     cacheKey: cacheKeyOf(curve, point),
     point,
-    plusG: addGenerator(curve, point),
-    anchor: anchorOf(curve, point),
     encrypts: 0,
   };
   recipients.set(entry.cacheKey, entry);
@@ -399,8 +419,12 @@ function ephemeralEcdh(curve: Curve): { ecdh: ECDH; next: ECDH } {
   return pair;
 }
 
-/** For tests only: the encrypt-side key agreement with a given scalar, and the caches. */
+/** For tests only: the encrypt-side key agreement with a given scalar, the caches, the addon switch. */
 export const eciesInternalsForTests = {
+  /** Whether the addon is used when it is loaded (on by default; resetCaches() turns it back on). */
+  setAddonEnabled(enabled: boolean): void {
+    addonEnabled = enabled;
+  },
   keyAgreement: (publicKey: CakPublicKey, ephemeralScalar: Buffer): KeyAgreement =>
     encryptKeyAgreement(publicKey, checkScalar(ephemeralScalar, publicKey.curve)),
   cacheSizes: () => ({ recipients: recipients.size, tables: tables.size }),
@@ -415,5 +439,6 @@ export const eciesInternalsForTests = {
     tables.clear();
     recipients.limit = RECIPIENT_CACHE_LIMIT;
     tables.limit = TABLE_CACHE_LIMIT;
+    addonEnabled = true;
   },
 };
