@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { nativeEcStatus } from '../crypto/native-ec';
 
 /**
  * Prometheus metrics, one registry per process (API or worker). Metric names are listed in the
@@ -11,6 +12,7 @@ export interface Metrics {
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   callbacks: Counter<'outcome' | 'code'>;
   activityFailures: Counter<'activity' | 'type'>;
+  nativeEc: Gauge;
 }
 
 export function createMetrics(component: 'api' | 'worker'): Metrics {
@@ -43,6 +45,14 @@ export function createMetrics(component: 'api' | 'worker'): Metrics {
       help: 'Failed activity attempts by activity type and error type',
       labelNames: ['activity', 'type'],
       registers: [registry],
+    }),
+    nativeEc: new Gauge({
+      name: 'cak_native_ec_available',
+      help: '1 when the native EC addon is loaded and passed its self-test, 0 when ECIES runs on the slower fallback',
+      registers: [registry],
+      collect() {
+        this.set(nativeEcStatus().available ? 1 : 0);
+      },
     }),
   };
 }

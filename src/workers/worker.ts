@@ -4,6 +4,7 @@ import { activityDepsFrom, createActivities } from '../activities';
 import type { IssuanceActivityDeps } from '../activities/issuance';
 import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
+import { nativeEcStatus } from '../crypto/native-ec';
 import { loadConfig, type Config } from '../config';
 import { createLogger } from '../observability/logger';
 import { createMetrics, type Metrics } from '../observability/metrics';
@@ -91,7 +92,17 @@ async function main(): Promise<void> {
   });
   await client.connection.close();
   const health = workerHttp(worker, metrics).listen(config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST);
-  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
+  const nativeEc = nativeEcStatus();
+  if (!nativeEc.available) {
+    log.warn(
+      { reason: nativeEc.reason },
+      'native EC addon not in use: ECIES runs on node:crypto alone (npm run build:native)',
+    );
+  }
+  log.info(
+    { taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, nativeEc: nativeEc.available },
+    'worker started',
+  );
   await worker.run(); // returns after a shutdown signal once in-flight work has finished or been handed back
   health.close();
   await close();
