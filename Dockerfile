@@ -5,20 +5,30 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts=false
+COPY native ./native
+# This stage only compiles TypeScript; the addon that ships is built in `deps`.
+RUN CAK_SKIP_NATIVE_BUILD=1 npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
 FROM node:20-bookworm-slim AS deps
+# A C toolchain for the native EC addon (native/ec_point.c, built by `npm ci` with node-gyp against
+# the headers that ship with node). It stays in this stage; the runtime image gets only the .node file.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends python3 make g++ \
+  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev
+COPY native ./native
+# The install never fails for want of the addon (it falls back), but an image should not ship without it.
+RUN npm ci --omit=dev && test -f native/build/Release/cak_ec_point.node
 
 FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
+COPY --from=deps /app/native/build/Release/cak_ec_point.node ./native/build/Release/cak_ec_point.node
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
