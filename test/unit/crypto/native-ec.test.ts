@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { p256 } from '@noble/curves/p256';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import { eciesEncrypt, eciesInternalsForTests as internals } from '../../../src/crypto/ecies';
@@ -113,6 +115,39 @@ describe.each(CURVES)('native multiply on %s', (curve: Curve) => {
       compressed: 'ERR_CAK_EC_ARGUMENT',
       notABuffer: 'ERR_CAK_EC_ARGUMENT',
     });
+  });
+});
+
+describe('Wycheproof ecdh_secp256r1_ecpoint_test straight into the addon', () => {
+  // No TypeScript validation in front: the addon's own checks must refuse every invalid point.
+  interface Case {
+    tcId: number;
+    public: string;
+    private: string;
+    shared: string;
+    result: 'valid' | 'invalid' | 'acceptable';
+  }
+  const file = resolve(process.cwd(), '../shared/vectors/wycheproof/ecdh_secp256r1_ecpoint_test.json');
+  const cases = (JSON.parse(readFileSync(file, 'utf8')) as { testGroups: { tests: Case[] }[] }).testGroups.flatMap(
+    (g) => g.tests,
+  );
+  const run = (c: Case): string => {
+    const ec = nativeEc()!;
+    const scalar = Buffer.from(c.private.replace(/^(00)+/, '').padStart(64, '0'), 'hex');
+    try {
+      return ec.multiply('secp256r1', scalar, Buffer.from(c.public, 'hex')).subarray(1, 33).toString('hex');
+    } catch (err) {
+      return (err as { code?: string }).code ?? 'NO CODE';
+    }
+  };
+
+  it('gives the expected x for every valid case and refuses every invalid one with a code', () => {
+    const valid = cases.filter((c) => c.result === 'valid');
+    const invalid = cases.filter((c) => c.result === 'invalid');
+    expect(valid.length).toBeGreaterThan(300);
+    expect(invalid.length).toBeGreaterThan(20);
+    expect(valid.filter((c) => run(c) !== c.shared).map((c) => c.tcId)).toEqual([]);
+    expect(invalid.filter((c) => !run(c).startsWith('ERR_CAK_EC_')).map((c) => c.tcId)).toEqual([]);
   });
 });
 
