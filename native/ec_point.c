@@ -22,20 +22,26 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
-#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define SCALAR_BYTES 32
 #define POINT_BYTES 65
 #define CURVE_COUNT 2
 
 static const int curve_nids[CURVE_COUNT] = {NID_X9_62_prime256v1, NID_secp256k1};
-/* Immutable once built, so every thread (and every load of the addon) shares them. */
-static EC_GROUP *groups[CURVE_COUNT];
-static pthread_once_t groups_once = PTHREAD_ONCE_INIT;
 
-static void build_groups(void) {
-  for (int i = 0; i < CURVE_COUNT; i++) groups[i] = EC_GROUP_new_by_curve_name(curve_nids[i]);
+/* One set of curve groups per loaded instance (main thread or worker thread), freed with it. */
+typedef struct {
+  EC_GROUP *groups[CURVE_COUNT];
+} Instance;
+
+static void free_instance(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  Instance *instance = data;
+  for (int i = 0; i < CURVE_COUNT; i++) EC_GROUP_free(instance->groups[i]);
+  free(instance);
 }
 
 static napi_value fail(napi_env env, const char *code, const char *message) {
@@ -63,7 +69,11 @@ static napi_value multiply(napi_env env, napi_callback_info info) {
   if (napi_get_value_int32(env, argv[0], &curve) != napi_ok || curve < 0 || curve >= CURVE_COUNT) {
     return fail(env, "ERR_CAK_EC_ARGUMENT", "curve must be 0 (secp256r1) or 1 (secp256k1)");
   }
-  const EC_GROUP *group = groups[curve];
+  Instance *instance = NULL;
+  if (napi_get_instance_data(env, (void **)&instance) != napi_ok || instance == NULL) {
+    return fail(env, "ERR_CAK_EC_INTERNAL", "addon not initialised");
+  }
+  const EC_GROUP *group = instance->groups[curve];
   if (group == NULL) return fail(env, "ERR_CAK_EC_INTERNAL", "OpenSSL does not provide this curve");
 
   const uint8_t *scalar_bytes = buffer_of_length(env, argv[1], SCALAR_BYTES);
@@ -134,7 +144,13 @@ done:
 }
 
 NAPI_MODULE_INIT() {
-  pthread_once(&groups_once, build_groups);
+  Instance *instance = calloc(1, sizeof *instance);
+  if (instance == NULL) return NULL;
+  for (int i = 0; i < CURVE_COUNT; i++) instance->groups[i] = EC_GROUP_new_by_curve_name(curve_nids[i]);
+  if (napi_set_instance_data(env, instance, free_instance, NULL) != napi_ok) {
+    free_instance(env, instance, NULL);
+    return NULL;
+  }
   napi_value fn;
   if (napi_create_function(env, "multiply", NAPI_AUTO_LENGTH, multiply, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "multiply", fn) != napi_ok) return NULL;
