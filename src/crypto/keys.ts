@@ -229,16 +229,20 @@ export function checkScalar(bytes: Buffer, curve: Curve): Buffer {
   return bytes;
 }
 
-/** A fresh key pair; the public key is uncompressed (65 bytes), the private key 32 bytes. */
-export function generateKeyPair(curve: Curve): { publicKey: Buffer; privateKey: Buffer } {
-  assertCurve(curve);
+/** A fresh secret scalar: 32 bytes, uniform in [1, n-1] by rejection sampling (a retry has probability < 2^-32). */
+export function randomScalar(curve: Curve): Buffer {
   const { n } = NOBLE[curve].CURVE;
   for (;;) {
-    const privateKey = randomBytes(FIELD_BYTES);
-    const d = bytesToBigInt(privateKey);
-    if (d === 0n || d >= n) continue; // rejection sampling: probability < 2^-32 on both curves
-    return { publicKey: Buffer.from(NOBLE[curve].getPublicKey(privateKey, false)), privateKey };
+    const bytes = randomBytes(FIELD_BYTES);
+    const d = bytesToBigInt(bytes);
+    if (d !== 0n && d < n) return bytes;
   }
+}
+
+/** A fresh key pair; the public key is uncompressed (65 bytes), the private key 32 bytes. */
+export function generateKeyPair(curve: Curve): { publicKey: Buffer; privateKey: Buffer } {
+  const privateKey = randomScalar(assertCurve(curve));
+  return { publicKey: Buffer.from(NOBLE[curve].getPublicKey(privateKey, false)), privateKey };
 }
 
 export function pointMath(curve: Curve) {
