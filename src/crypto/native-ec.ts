@@ -6,7 +6,7 @@ import { NOBLE, bigIntToBytes, type Curve } from './keys';
  * The optional native addon (native/ec_point.c): a constant-time scalar multiplication in node's
  * own OpenSSL that returns the whole point, which node:crypto cannot. ECIES uses it when present
  * and falls back to node:crypto's x-only ECDH otherwise (src/crypto/ecies.ts); both give the same
- * bytes. `npm ci` builds it (native/build.js) and never fails when it cannot.
+ * bytes. `npm ci` builds it (native/build.mjs) and never fails when it cannot.
  *
  * Before the first use the addon must reproduce an independent implementation (@noble/curves) on
  * both curves, for the generator and for another point; an addon that does not is never used.
@@ -87,7 +87,7 @@ export function nativeEc(): NativeEc | null {
   return loaded.ec;
 }
 
-/** Whether the addon is in use, and if not why: logged by the worker and the API at start-up. */
+/** Whether the addon is in use, and if not why: logged by the worker at start-up, and a worker metric. */
 export function nativeEcStatus(): NativeEcStatus {
   loaded ??= load();
   return loaded.status;

@@ -12,13 +12,23 @@ export interface Metrics {
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   callbacks: Counter<'outcome' | 'code'>;
   activityFailures: Counter<'activity' | 'type'>;
-  nativeEc: Gauge;
 }
 
 export function createMetrics(component: 'api' | 'worker'): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ component });
   collectDefaultMetrics({ register: registry, prefix: 'cak_' });
+  // Only the worker runs ECIES (the API never does), so only the worker loads and reports the addon.
+  if (component === 'worker') {
+    new Gauge({
+      name: 'cak_native_ec_available',
+      help: '1 when the native EC addon is loaded and passed its self-test, 0 when ECIES runs on the slower fallback',
+      registers: [registry],
+      collect() {
+        this.set(nativeEcStatus().available ? 1 : 0);
+      },
+    });
+  }
   return {
     registry,
     httpRequests: new Counter({
@@ -45,14 +55,6 @@ export function createMetrics(component: 'api' | 'worker'): Metrics {
       help: 'Failed activity attempts by activity type and error type',
       labelNames: ['activity', 'type'],
       registers: [registry],
-    }),
-    nativeEc: new Gauge({
-      name: 'cak_native_ec_available',
-      help: '1 when the native EC addon is loaded and passed its self-test, 0 when ECIES runs on the slower fallback',
-      registers: [registry],
-      collect() {
-        this.set(nativeEcStatus().available ? 1 : 0);
-      },
     }),
   };
 }
