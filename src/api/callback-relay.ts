@@ -1,9 +1,9 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type { AuthorizationInput, CallbackPayload } from '../domain/authorization';
 import { authorizationWorkflowId } from '../domain/callback';
 import type { Logger } from '../observability/logger';
 import type { InboxRepository } from '../storage/inbox';
+import { CakSchemaId, CakUserId, CakVerifierDid } from '../temporal/search-attributes';
 import type { authorizationWorkflow } from '../workflows/authorization';
 
 /**
@@ -18,10 +18,6 @@ import type { authorizationWorkflow } from '../workflows/authorization';
  * whether it started the run or joined one, and the API reports exactly that.) Past retention the
  * unique `_id` of the authorization record and of its audit event keep a second run effect-free.
  */
-
-export const CakUserId = defineSearchAttributeKey('CakUserId', SearchAttributeType.KEYWORD);
-export const CakSchemaId = defineSearchAttributeKey('CakSchemaId', SearchAttributeType.KEYWORD);
-export const CakVerifierDid = defineSearchAttributeKey('CakVerifierDid', SearchAttributeType.KEYWORD);
 
 /** Temporal could not take the start (down, unreachable, too slow): the caller falls back to the inbox. */
 export class TemporalUnavailableError extends Error {

@@ -1,10 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import {
-  defineSearchAttributeKey,
-  SearchAttributeType,
-  TypedSearchAttributes,
-  WorkflowIdReusePolicy,
-} from '@temporalio/common';
+import { TypedSearchAttributes, WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Db } from 'mongodb';
 import { CryptoError, parsePublicKey } from '../crypto/keys';
 import type { Keyring } from '../crypto/keyring';
@@ -18,11 +13,31 @@ import { requestFingerprint, type IssuanceRequest } from '../domain/issuance-req
 import type { SchemaRegistry } from '../routing/schema-registry';
 import { issuancesRepository, type IssuanceDoc } from '../storage/issuances';
 import { STAGING_SUBJECT_ITEM_ID, stagingRepository } from '../storage/staging';
+import { CakIssuerDid, CakSchemaId, CakUserId } from '../temporal/search-attributes';
 import { issuanceWorkflow } from '../workflows/issuance';
 
-export const CakUserId = defineSearchAttributeKey('CakUserId', SearchAttributeType.KEYWORD);
-export const CakSchemaId = defineSearchAttributeKey('CakSchemaId', SearchAttributeType.KEYWORD);
-export const CakIssuerDid = defineSearchAttributeKey('CakIssuerDid', SearchAttributeType.KEYWORD);
+/**
+ * The start request of an issuance run: its id and the searchable (pseudonymous) ids. The first
+ * start rejects any earlier run of the id; an operator's retry (src/operations) allows only a failed one.
+ */
+export function issuanceStartOptions(
+  doc: IssuanceDoc,
+  taskQueue: string,
+  input: IssuanceInput,
+  workflowIdReusePolicy: WorkflowIdReusePolicy,
+) {
+  return {
+    taskQueue,
+    workflowId: doc.workflowId,
+    args: [input] as [IssuanceInput],
+    workflowIdReusePolicy,
+    typedSearchAttributes: new TypedSearchAttributes([
+      { key: CakUserId, value: doc.userId },
+      { key: CakSchemaId, value: doc.schemaId },
+      { key: CakIssuerDid, value: doc.issuerDid },
+    ]),
+  };
+}
 
 export interface IntakeDeps {
   db: Db;
@@ -108,17 +123,10 @@ export function issuanceIntake(deps: IntakeDeps) {
       items: doc.items,
     };
     try {
-      await deps.temporal.workflow.start(issuanceWorkflow, {
-        taskQueue: deps.taskQueue,
-        workflowId: doc.workflowId,
-        args: [input],
-        workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-        typedSearchAttributes: new TypedSearchAttributes([
-          { key: CakUserId, value: doc.userId },
-          { key: CakSchemaId, value: doc.schemaId },
-          { key: CakIssuerDid, value: doc.issuerDid },
-        ]),
-      });
+      await deps.temporal.workflow.start(
+        issuanceWorkflow,
+        issuanceStartOptions(doc, deps.taskQueue, input, WorkflowIdReusePolicy.REJECT_DUPLICATE),
+      );
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) return; // an earlier attempt started it
       throw err;

@@ -1,7 +1,7 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { defaultPayloadConverter, TypedSearchAttributes, WorkflowIdReusePolicy } from '@temporalio/common';
+import { defaultPayloadConverter, WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Db } from 'mongodb';
-import { CakIssuerDid, CakSchemaId, CakUserId } from '../api/issuance-intake';
+import { issuanceStartOptions } from '../api/issuance-intake';
 import type { Keyring } from '../crypto/keyring';
 import { payloadCodecFor } from '../crypto/payload-codec';
 import {
@@ -153,17 +153,10 @@ export async function retryIssuance(deps: RetryDeps, issuanceId: string): Promis
     },
   );
   try {
-    const handle = await deps.temporal.workflow.start(issuanceWorkflow, {
-      taskQueue: deps.taskQueue,
-      workflowId: doc.workflowId,
-      args: [input],
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-      typedSearchAttributes: new TypedSearchAttributes([
-        { key: CakUserId, value: doc.userId },
-        { key: CakSchemaId, value: doc.schemaId },
-        { key: CakIssuerDid, value: doc.issuerDid },
-      ]),
-    });
+    const handle = await deps.temporal.workflow.start(
+      issuanceWorkflow,
+      issuanceStartOptions(doc, deps.taskQueue, input, WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY),
+    );
     return { outcome: 'started', issuanceId, workflowId: doc.workflowId, runId: handle.firstExecutionRunId };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
