@@ -108,6 +108,11 @@ const codecAuth: Security = [{ codecBearer: [] }, { codecSession: [] }];
 const publicRoute: Security = [];
 
 const json = 'application/json';
+/** A refusal by the codec endpoint: its generic `{error}` body, not the API's error envelope. */
+const codecError = (description: string): ResponseDoc => ({
+  description,
+  content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
+});
 const INTERNAL: ResponseDoc = { description: 'unexpected failure', codes: ['INTERNAL'] };
 const JSON_BODY_ERRORS = ['MALFORMED_JSON'] as const;
 const SAFE_JSON_ERRORS = ['UNSAFE_KEY', 'JSON_TOO_DEEP', 'JSON_TOO_MANY_KEYS'] as const;
@@ -819,10 +824,7 @@ export const operations: OperationDoc[] = [
     security: publicRoute,
     responses: {
       '200': { description: 'the sign-in form', content: { mediaType: 'text/html', schema: z.string() } },
-      '403': {
-        description: 'cross-origin request from an origin not allowed',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
+      '403': codecError('cross-origin request from an origin not allowed'),
     },
   },
   {
@@ -854,14 +856,8 @@ export const operations: OperationDoc[] = [
           },
         },
       },
-      '401': {
-        description: 'unknown token',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
-      '403': {
-        description: 'origin not allowed',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
+      '401': codecError('unknown token'),
+      '403': codecError('origin not allowed'),
     },
   },
   {
@@ -873,10 +869,7 @@ export const operations: OperationDoc[] = [
     security: publicRoute,
     responses: {
       '204': { description: 'signed out' },
-      '403': {
-        description: 'origin not allowed',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
+      '403': codecError('origin not allowed'),
     },
   },
   ...(['encode', 'decode'] as const).map((direction): OperationDoc => ({
@@ -907,22 +900,10 @@ export const operations: OperationDoc[] = [
         description: 'the payloads, transformed',
         content: { mediaType: json, schema: codecPayloads, name: 'CodecPayloadsResult' },
       },
-      '400': {
-        description: 'not `{payloads: [...]}`',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
-      '401': {
-        description: 'no valid bearer token or session',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
-      '403': {
-        description: 'origin not allowed',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
-      '500': {
-        description: 'the payloads could not be transformed',
-        content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-      },
+      '400': codecError('not `{payloads: [...]}`'),
+      '401': codecError('no valid bearer token or session'),
+      '403': codecError('origin not allowed'),
+      '500': codecError('the payloads could not be transformed'),
     },
   })),
 ];
