@@ -3,21 +3,12 @@ import * as eciesjs from 'eciesjs';
 import { p256 } from '@noble/curves/p256';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import { ecdhSharedPoint, eciesDecrypt, eciesEncrypt, ECIES_OVERHEAD, MAX_ITEM_BYTES } from '../../../src/crypto/ecies';
-import { CryptoError, CURVES, generateKeyPair, parsePublicKey, type Curve } from '../../../src/crypto/keys';
+import { CURVES, generateKeyPair, parsePublicKey, type Curve } from '../../../src/crypto/keys';
+import { codeOf } from '../../support/crypto-errors';
 
 function keys(curve: Curve) {
   const { publicKey, privateKey } = generateKeyPair(curve);
   return { publicKey: parsePublicKey(publicKey.toString('hex'), curve), privateKey: { curve, scalar: privateKey } };
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CryptoError) return err.code;
-    throw err;
-  }
-  return 'OK';
 }
 
 /**

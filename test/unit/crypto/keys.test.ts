@@ -3,27 +3,17 @@ import { resolve } from 'node:path';
 import { p256 } from '@noble/curves/p256';
 import { secp256k1 } from '@noble/curves/secp256k1';
 import {
-  CryptoError,
   generateKeyPair,
   parsePrivateKey,
   parsePublicKey,
   parsePublicKeyUnknownCurve,
   type Curve,
 } from '../../../src/crypto/keys';
+import { codeOf } from '../../support/crypto-errors';
 
 const vectors = JSON.parse(readFileSync(resolve(__dirname, '../../vectors/cak-ecies-v1.json'), 'utf8')) as {
   invalidPublicKeys: { curve: Curve; input: string; code: string; comment: string }[];
 };
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CryptoError) return err.code;
-    throw err;
-  }
-  return 'OK';
-}
 
 describe('parsePublicKey', () => {
   it.each(vectors.invalidPublicKeys)('refuses $comment on $curve with $code', ({ curve, input, code }) => {

@@ -1,22 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { parseKeyring } from '../../../src/crypto/keyring';
-import { CryptoError } from '../../../src/crypto/keys';
 import { openOuter, outerKeyId, rewrapOuter, sealOuter } from '../../../src/crypto/outer-layer';
+import { codeOf } from '../../support/crypto-errors';
 
 const key = () => randomBytes(32).toString('base64');
 const oldRing = parseKeyring(`kek-1:${key()}`);
 const rotated = parseKeyring(`kek-2:${key()},kek-1:${oldRing.keys.get('kek-1')!.toString('base64')}`);
 const context = { recordId: 'rec-1', itemId: 'id-image' };
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof CryptoError) return err.code;
-    throw err;
-  }
-  return 'OK';
-}
 
 describe('parseKeyring', () => {
   it('makes the first entry active and keeps the others for unwrapping', () => {
