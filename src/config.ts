@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { keyringSpecError } from './crypto/keyring';
+import { keyringSpecError, parseKeyring } from './crypto/keyring';
+import { devPartnerJwk } from './platform/partner-keys';
 
 /**
  * Every environment variable the service reads, validated in one place.
@@ -20,19 +22,56 @@ export const DEV_ADMIN_TOKEN = 'cak-dev-admin-token';
 const DEV_ADMIN_TOKENS = 'dev:6a7ebc936e3d78fd9f6a63de86d962b31ef4e331db440853c26f65d20b4306b6';
 const DEV_SIGNED_URL_SECRET = 'cak-dev-signed-url-secret-not-for-production';
 const DEV_NOTIFY_SECRET = 'whsec_Y2FrLWRldi1ub3RpZnktc2VjcmV0LW5vdC1mb3ItcHJvZA==';
-/** Callback / Verifier-access variables production must set (CALLBACK_SECRETS only for standard-webhooks). */
-const CALLBACK_PRODUCTION_REQUIRED = ['ADMIN_TOKENS', 'SIGNED_URL_SECRET', 'NOTIFY_SECRET'] as const;
+/** The one issuer DID a development deployment serves, and the dev client's grant to it. */
+export const DEV_ISSUER_DID = 'did:air:id:cak-dev-issuer';
+const DEV_API_CLIENT_SCOPES = `dev=${DEV_ISSUER_DID}`;
+const DEV_PARTNER_ID = 'cak-dev-partner';
+const DEV_EMULATOR_MASTER_SECRET = 'cak-emulator-dev-master-secret';
 // --- Crypto (issue 3): dev-only keys, public on purpose. Never valid in production.
 const DEV_MANAGED_KEYS = 'dev-insecure-1:73pPxgOCHWPQFRa4DiO0svaX3JvZROvvMXkLCEwvlUA=';
 const DEV_CODEC_KEYS = 'dev-insecure-1:DS8RQmsrVpBghklk9y/ne+YRdmBqwTbnKavV2jcCI6E=';
+const DEV_AUDIT_KEYS = 'dev-insecure-1:4HQazV84DXw+LGDC+rsyhLMXv6jWslMXkp7J/jEa6xE=';
 export const DEV_CODEC_AUTH_TOKEN = 'cak-dev-codec-token-not-for-production';
-const CRYPTO_PRODUCTION_REQUIRED = ['CAK_MANAGED_KEYS', 'CAK_CODEC_KEYS', 'CODEC_AUTH_TOKENS'] as const;
 const keyringSpec = z.string().superRefine((spec, ctx) => {
   const error = keyringSpecError(spec);
   if (error !== null) ctx.addIssue({ code: 'custom', message: error });
 });
-/** Variables production must set explicitly (their dev defaults are public). */
-const PRODUCTION_REQUIRED = ['API_KEYS', 'PARTNER_ID', 'PARTNER_SIGNING_KEYS', 'ID_HMAC_SECRET'] as const;
+/**
+ * Variables production must set explicitly: their dev defaults are public. CALLBACK_SECRETS (for
+ * standard-webhooks) or PLATFORM_JWKS_URL (for jws-es256) is required on top, by callback scheme.
+ */
+const PRODUCTION_REQUIRED = [
+  'API_KEYS',
+  'ISSUER_DIDS',
+  'API_CLIENT_SCOPES',
+  'PARTNER_ID',
+  'PARTNER_SIGNING_KEYS',
+  'ID_HMAC_SECRET',
+  'ADMIN_TOKENS',
+  'SIGNED_URL_SECRET',
+  'NOTIFY_SECRET',
+  'CAK_MANAGED_KEYS',
+  'CAK_CODEC_KEYS',
+  'CAK_AUDIT_KEYS',
+  'CODEC_AUTH_TOKENS',
+  'AIR_PLATFORM_URL',
+] as const;
+/** Every dev secret and token, and their sha256 (as API_KEYS / ADMIN_TOKENS hold them): refused anywhere in production. */
+const DEV_SECRETS = new Set([
+  DEV_API_KEY,
+  DEV_ADMIN_TOKEN,
+  DEV_ID_HMAC_SECRET,
+  DEV_SIGNED_URL_SECRET,
+  DEV_CALLBACK_SECRET,
+  DEV_NOTIFY_SECRET,
+  DEV_CODEC_AUTH_TOKEN,
+  DEV_EMULATOR_MASTER_SECRET,
+]);
+const DEV_SECRET_HASHES = new Set([...DEV_SECRETS].map((s) => createHash('sha256').update(s).digest('hex')));
+/** The dev keyrings' key bytes: refused under any kid, in any of the keyrings. */
+const DEV_KEY_BYTES = [DEV_MANAGED_KEYS, DEV_CODEC_KEYS, DEV_AUDIT_KEYS].flatMap((spec) => [
+  ...parseKeyring(spec).keys.values(),
+]);
 
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -80,6 +119,27 @@ export const configSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}:[0-9a-f]{64}(,[A-Za-z0-9_-]{1,64}:[0-9a-f]{64})*$/, 'expected clientId:sha256hex,...')
     .default(DEV_API_KEYS),
+  /** The issuer DIDs this deployment serves (usually one), comma-separated. */
+  ISSUER_DIDS: z
+    .string()
+    .regex(
+      /^did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256}(,did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256})*$/,
+      'expected did[,did...]',
+    )
+    .default(DEV_ISSUER_DID)
+    .transform((v) => [...new Set(v.split(','))]),
+  /**
+   * What each API client may issue for: `clientId=issuerDid` (every schema of that DID) or
+   * `clientId=issuerDid/schemaId`, comma-separated, one grant per entry. A client with no grant can
+   * issue nothing.
+   */
+  API_CLIENT_SCOPES: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_-]{1,64}=did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256}(\/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?(,[A-Za-z0-9_-]{1,64}=did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256}(\/[A-Za-z0-9][A-Za-z0-9._:-]{0,127})?)*$/,
+      'expected clientId=issuerDid[/schemaId],...',
+    )
+    .default(DEV_API_CLIENT_SCOPES),
   /** Requests per minute per API client on /v1/issuances and /v1/partner-tokens. */
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
   /** Requests per minute per IP on unauthenticated public routes (JWKS). */
@@ -88,7 +148,7 @@ export const configSchema = z.object({
   PARTNER_ID: z
     .string()
     .regex(/^[A-Za-z0-9._:-]{1,128}$/)
-    .default('cak-dev-partner'),
+    .default(DEV_PARTNER_ID),
   /** Partner JWT signing keys: a JSON array of private JWKs (EC P-256 for ES256 or RSA for RS256), each with `kid`. All are published in the JWKS. */
   PARTNER_SIGNING_KEYS: z.string().optional(),
   /** `kid` of the key that signs new tokens (default: the first of PARTNER_SIGNING_KEYS). */
@@ -121,14 +181,9 @@ export const configSchema = z.object({
   RECORD_VERSIONS_KEPT: z.coerce.number().int().min(1).default(2),
   PLATFORM_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
   /** Emulator only: master secret the emulated CAK key pairs derive from. */
-  EMULATOR_MASTER_SECRET: z.string().min(16).default('cak-emulator-dev-master-secret'),
+  EMULATOR_MASTER_SECRET: z.string().min(16).default(DEV_EMULATOR_MASTER_SECRET),
   /** Emulator only: the Partner JWKS URL it trusts (default: this API's /.well-known/jwks.json). */
   EMULATOR_JWKS_URL: z.string().url().optional(),
-  /** Emulator only: issuance programs it knows, `credentialId=schemaId` comma-separated. */
-  EMULATOR_PROGRAMS: z
-    .string()
-    .regex(/^[A-Za-z0-9._:-]+=[A-Za-z0-9._:-]+(,[A-Za-z0-9._:-]+=[A-Za-z0-9._:-]+)*$/)
-    .default('prog-kyc-basic=kyc-basic,prog-proof-of-address=proof-of-address,prog-age-over-18=age-over-18'),
   WORKER_HEALTH_HOST: z.string().min(1).default('127.0.0.1'),
   /** The worker's own HTTP port (`/healthz`); 0 picks a free port. */
   WORKER_HEALTH_PORT: z.coerce.number().int().min(0).max(65535).default(3001),
@@ -136,7 +191,7 @@ export const configSchema = z.object({
   WORKER_SDK_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 
   // --- Authorization callbacks and Verifier access (issue 5). Dev defaults below are public;
-  // production must set the ones listed in CALLBACK_PRODUCTION_REQUIRED (see docs/callbacks.md).
+  // production must set the ones listed in PRODUCTION_REQUIRED (see docs/callbacks.md).
   /** How the platform signs callbacks: `standard-webhooks` (HMAC, CALLBACK_SECRETS) or `jws-es256` (detached JWS, PLATFORM_JWKS_URL). */
   CALLBACK_SIGNATURE_SCHEME: z.enum(['standard-webhooks', 'jws-es256']).default('standard-webhooks'),
   /** Standard Webhooks secrets (`whsec_<base64>`), space- or comma-separated; any one verifies (rotation). */
@@ -170,12 +225,14 @@ export const configSchema = z.object({
   AUTHORIZATION_REDRIVE_WINDOW_HOURS: z.coerce.number().int().min(1).default(720),
 
   // --- Crypto (issue 3): the outer-layer keyring, the Temporal payload codec keyring and the codec
-  // endpoint. Dev defaults are public (kid `dev-insecure-1`); production must set all of
-  // CRYPTO_PRODUCTION_REQUIRED and may not use a `dev-insecure` key id. See docs/crypto.md.
+  // endpoint. Dev defaults are public (kid `dev-insecure-1`); production must set all of them (see
+  // PRODUCTION_REQUIRED) and may not use a `dev-insecure` key id nor the dev key bytes. See docs/crypto.md.
   /** Issuer-managed outer layer keys, `kid:base64(32 bytes)` comma-separated; the FIRST is active. */
   CAK_MANAGED_KEYS: keyringSpec.default(DEV_MANAGED_KEYS),
   /** Temporal payload codec keys, same format; the FIRST is active. */
   CAK_CODEC_KEYS: keyringSpec.default(DEV_CODEC_KEYS),
+  /** Audit chain keys (HMAC of each link), same format; the FIRST signs new links. The database never holds them. */
+  CAK_AUDIT_KEYS: keyringSpec.default(DEV_AUDIT_KEYS),
   /** Bearer tokens accepted by the codec endpoint (/codec), comma-separated, 16+ characters each. */
   CODEC_AUTH_TOKENS: z
     .string()
@@ -226,6 +283,98 @@ export class ConfigError extends Error {
   }
 }
 
+/** Each API_CLIENT_SCOPES entry must name a client of API_KEYS and a DID of ISSUER_DIDS. */
+function clientScopeIssues(c: RawConfig): { variable: string; message: string }[] {
+  const clients = new Set(c.API_KEYS.split(',').map((entry) => entry.split(':')[0]));
+  return parseClientScopes(c.API_CLIENT_SCOPES).flatMap(({ clientId, issuerDid }) => [
+    ...(clients.has(clientId)
+      ? []
+      : [{ variable: 'API_CLIENT_SCOPES', message: `client "${clientId}" is not in API_KEYS` }]),
+    ...(c.ISSUER_DIDS.includes(issuerDid)
+      ? []
+      : [{ variable: 'API_CLIENT_SCOPES', message: `${issuerDid} is not one of ISSUER_DIDS` }]),
+  ]);
+}
+
+export interface ClientScope {
+  clientId: string;
+  issuerDid: string;
+  /** absent: every schema of the issuer DID */
+  schemaId?: string;
+}
+
+/** `clientId=issuerDid[/schemaId],...` (already shape-checked by the schema above). */
+export function parseClientScopes(spec: string): ClientScope[] {
+  return spec.split(',').map((entry) => {
+    const [clientId, grant] = entry.split('=') as [string, string];
+    const [issuerDid, schemaId] = grant.split('/') as [string, string | undefined];
+    return { clientId, issuerDid, ...(schemaId ? { schemaId } : {}) };
+  });
+}
+
+/**
+ * Production brings its own secrets and keys: every development default is public. So each variable
+ * with a dev default must be set, and to none of the dev values (dev key bytes under any kid, a dev
+ * secret in any list), and the emulator, whose CAK keys derive from a public secret, must be off.
+ * One issue per variable.
+ */
+function productionIssues(c: RawConfig, present: Record<string, unknown>): { variable: string; message: string }[] {
+  const hasDevKey = (spec: string) =>
+    [...parseKeyring(spec).keys].some(
+      ([kid, key]) => kid.includes('dev-insecure') || DEV_KEY_BYTES.some((dev) => dev.equals(key)),
+    );
+  const hasDevHash = (spec: string) => spec.split(',').some((entry) => DEV_SECRET_HASHES.has(entry.split(':')[1]!));
+  const devValue: Record<string, boolean> = {
+    API_KEYS: hasDevHash(c.API_KEYS),
+    ADMIN_TOKENS: hasDevHash(c.ADMIN_TOKENS),
+    ISSUER_DIDS: c.ISSUER_DIDS.includes(DEV_ISSUER_DID),
+    API_CLIENT_SCOPES: parseClientScopes(c.API_CLIENT_SCOPES).some((scope) => scope.issuerDid === DEV_ISSUER_DID),
+    PARTNER_ID: c.PARTNER_ID === DEV_PARTNER_ID,
+    PARTNER_SIGNING_KEYS:
+      c.PARTNER_SIGNING_KEYS !== undefined && hasDevPartnerKey(c.PARTNER_SIGNING_KEYS, c.PARTNER_ID),
+    ID_HMAC_SECRET: DEV_SECRETS.has(c.ID_HMAC_SECRET),
+    CALLBACK_SECRETS: c.CALLBACK_SECRETS.split(/[ ,]+/).some((secret) => DEV_SECRETS.has(secret)),
+    SIGNED_URL_SECRET: DEV_SECRETS.has(c.SIGNED_URL_SECRET),
+    NOTIFY_SECRET: DEV_SECRETS.has(c.NOTIFY_SECRET),
+    CODEC_AUTH_TOKENS: c.CODEC_AUTH_TOKENS.some((token) => DEV_SECRETS.has(token)),
+    EMULATOR_MASTER_SECRET: DEV_SECRETS.has(c.EMULATOR_MASTER_SECRET),
+    CAK_MANAGED_KEYS: hasDevKey(c.CAK_MANAGED_KEYS),
+    CAK_CODEC_KEYS: hasDevKey(c.CAK_CODEC_KEYS),
+    CAK_AUDIT_KEYS: hasDevKey(c.CAK_AUDIT_KEYS),
+  };
+  const required = new Set<string>([
+    ...PRODUCTION_REQUIRED,
+    c.CALLBACK_SIGNATURE_SCHEME === 'standard-webhooks' ? 'CALLBACK_SECRETS' : 'PLATFORM_JWKS_URL',
+  ]);
+  const issues: { variable: string; message: string }[] = [];
+  for (const variable of new Set([...required, ...Object.keys(devValue)])) {
+    if (present[variable] === undefined) {
+      if (required.has(variable)) issues.push({ variable, message: 'required in production' });
+    } else if (devValue[variable]) {
+      issues.push({ variable, message: 'a development value (public) is not allowed in production' });
+    }
+  }
+  if (c.EMULATOR_ENABLED) {
+    issues.push({
+      variable: 'EMULATOR_ENABLED',
+      message: 'the emulator is not allowed in production: set EMULATOR_ENABLED=false',
+    });
+  }
+  return issues;
+}
+
+/** Whether PARTNER_SIGNING_KEYS holds the dev key of PARTNER_ID or of the dev partner, whatever its kid. */
+function hasDevPartnerKey(spec: string, partnerId: string): boolean {
+  const devScalars = new Set([partnerId, DEV_PARTNER_ID].map((id) => devPartnerJwk(id).d));
+  let keys: unknown;
+  try {
+    keys = JSON.parse(spec);
+  } catch {
+    return false; // loadPartnerKeys reports the malformed value
+  }
+  return Array.isArray(keys) && keys.some((key: unknown) => devScalars.has((key as { d?: string } | null)?.d ?? ''));
+}
+
 /** Parses the environment; throws ConfigError naming every bad variable. Empty strings count as unset. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -237,23 +386,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const c = parsed.data;
   if (c.NODE_ENV === 'production') {
-    // Production brings its own secrets and keys: every development default is public.
-    const required = [
-      ...PRODUCTION_REQUIRED,
-      ...CALLBACK_PRODUCTION_REQUIRED,
-      ...CRYPTO_PRODUCTION_REQUIRED,
-      c.CALLBACK_SIGNATURE_SCHEME === 'standard-webhooks' ? 'CALLBACK_SECRETS' : 'PLATFORM_JWKS_URL',
-    ];
-    const issues = [
-      ...required
-        .filter((name) => present[name] === undefined)
-        .map((variable) => ({ variable, message: 'required in production' })),
-      ...(['CAK_MANAGED_KEYS', 'CAK_CODEC_KEYS'] as const)
-        .filter((name) => present[name] !== undefined && c[name].includes('dev-insecure'))
-        .map((variable) => ({ variable, message: 'dev-insecure keys are not allowed in production' })),
-    ];
+    const issues = productionIssues(c, present);
     if (issues.length > 0) throw new ConfigError(issues);
   }
+  const scopeIssues = clientScopeIssues(c);
+  if (scopeIssues.length > 0) throw new ConfigError(scopeIssues);
   return {
     ...c,
     TEMPORAL_ADDRESS: c.TEMPORAL_ADDRESS ?? `127.0.0.1:${c.LOCAL_TEMPORAL_PORT}`,

@@ -21,6 +21,7 @@ export function activityDepsFrom(config: Config): Omit<ActivityDeps, 'db'> {
   return {
     issuance: {
       managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
+      idSecret: config.ID_HMAC_SECRET,
       platform,
       partnerTokens,
       settings: {
@@ -30,7 +31,9 @@ export function activityDepsFrom(config: Config): Omit<ActivityDeps, 'db'> {
       },
     },
     authorization: {
-      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
+      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS),
+      idSecret: config.ID_HMAC_SECRET,
+      auditKeys: parseKeyring(config.CAK_AUDIT_KEYS),
       notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: config.PLATFORM_TIMEOUT_MS },
     },
   };

@@ -16,13 +16,17 @@ import {
 } from '../domain/issuance';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import { PlatformError, type PlatformClient } from '../platform/client';
-import { issuancesRepository } from '../storage/issuances';
+import { cakKeyFingerprint, issuanceWorkflowId, recordIdFor } from '../domain/ids';
+import { isDuplicateKey } from '../storage/duplicate-key';
+import { issuancesRepository, type IssuanceDoc } from '../storage/issuances';
 import { packageIdFor, packagesRepository } from '../storage/packages';
 import { recordsRepository, type RecordIdentity } from '../storage/records';
 import { STAGING_SUBJECT_ITEM_ID, stagingRepository } from '../storage/staging';
 
 export interface IssuanceActivityDeps {
   db: Db;
+  /** ID_HMAC_SECRET: recomputes the record id, workflow id and key fingerprint of every input */
+  idSecret: string;
   /** issuer-managed keyring: seals staging entries and the outer layer of packages */
   managedKeyring: Keyring;
   platform: PlatformClient;
@@ -57,6 +61,45 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
   const records = recordsRepository(db);
   const issuances = issuancesRepository(db);
 
+  /**
+   * Nothing from Temporal is trusted: the issuance the API recorded is the truth, and the input
+   * must match it, with the record id and workflow id recomputed from it. A mismatch is a forged or
+   * corrupted start and fails the run without retrying.
+   */
+  async function genuineIssuance(
+    input: {
+      issuanceId: string;
+      userId: string;
+      issuerDid: string;
+      schemaId?: string;
+      recordId?: string;
+      credentialId?: string;
+      curve?: CakCurve;
+      cakPublicKey?: string;
+    },
+    checkKey = true,
+  ): Promise<IssuanceDoc> {
+    const doc = await issuances.get(input.issuanceId);
+    const problem = !doc
+      ? 'no such issuance was accepted'
+      : doc.userId !== input.userId ||
+          doc.issuerDid !== input.issuerDid ||
+          (input.curve !== undefined && doc.curve !== input.curve) ||
+          (input.schemaId !== undefined && doc.schemaId !== input.schemaId) ||
+          (input.credentialId !== undefined && doc.credentialId !== input.credentialId)
+        ? 'the input does not match the accepted issuance'
+        : doc.recordId !== recordIdFor(deps.idSecret, doc.issuerDid, doc.userId, doc.schemaId) ||
+            (input.recordId !== undefined && input.recordId !== doc.recordId)
+          ? 'recordId does not derive from (issuerDid, userId, schemaId)'
+          : Context.current().info.workflowExecution?.workflowId !== issuanceWorkflowId(deps.idSecret, doc._id)
+            ? 'the run is not the one this issuance id names'
+            : checkKey && cakKeyFingerprint(deps.idSecret, input.cakPublicKey) !== doc.cakKeyFingerprint
+              ? 'cakPublicKey is not the one the client sent'
+              : undefined;
+    if (problem) throw fail(IssuanceFailureType.ForgedInput, problem);
+    return doc!;
+  }
+
   async function readStaged(issuanceId: string, itemId: string): Promise<Buffer> {
     const sealed = await staging.read(issuanceId, itemId);
     if (!sealed) throw fail(IssuanceFailureType.StagingMissing, `staged item ${itemId} is gone (expired or shredded)`);
@@ -73,6 +116,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       curve: CakCurve;
       cakPublicKey?: string;
     }): Promise<{ cakPublicKey: string }> {
+      await genuineIssuance(input);
       await issuances.setStep(input.issuanceId, 'issue', 'running');
       let cakPublicKey = input.cakPublicKey;
       if (cakPublicKey === undefined) {
@@ -146,10 +190,17 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
     /** `store`: one new record version pointing at the packages; a retry finds the version it wrote. */
     async storeRecord(input: {
       issuanceId: string;
-      identity: RecordIdentity;
+      identity: Omit<RecordIdentity, 'clientId'>;
       packages: PackageRef[];
     }): Promise<StoredVersion> {
       await deps.hooks?.beforeStore?.(input.issuanceId);
+      const accepted = await genuineIssuance({ issuanceId: input.issuanceId, ...input.identity }, false);
+      // the record belongs to the client that sent the issuance (as the API recorded it)
+      const identity: RecordIdentity = { ...input.identity, clientId: accepted.clientId };
+      const owner = await records.ownerOf(input.identity.recordId);
+      if (owner !== undefined && owner !== accepted.clientId) {
+        throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
+      }
       const heartbeat = () => Context.current().heartbeat();
       await issuances.setStep(input.issuanceId, 'store', 'running');
       heartbeat();
@@ -157,10 +208,17 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       if (present < input.packages.length) {
         throw fail(IssuanceFailureType.StagingMissing, 'encrypted packages are gone (swept after the staging TTL)');
       }
-      const version = await records.addVersion(input.identity, input.issuanceId, input.packages);
+      const version = await records.addVersion(identity, input.issuanceId, input.packages);
       heartbeat();
       await packages.commit(input.issuanceId);
-      await records.promote(input.identity, version.version);
+      try {
+        await records.promote(identity, version.version);
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        // another client created the record between the owner check and here
+        await records.deleteVersions([input.issuanceId]);
+        throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
+      }
       heartbeat();
       const superseded = await records.versionsBeyond(input.identity.recordId, settings.recordVersionsKept);
       if (superseded.length > 0) {

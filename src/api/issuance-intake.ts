@@ -6,11 +6,13 @@ import type { Keyring } from '../crypto/keyring';
 import { sealOuter } from '../crypto/outer-layer';
 import { stagingContext } from '../activities/issuance';
 import { AppError } from '../domain/errors';
-import { issuanceIdFor, issuanceWorkflowId, recordIdFor } from '../domain/ids';
+import { cakKeyFingerprint, issuanceIdFor, issuanceWorkflowId, recordIdFor } from '../domain/ids';
 import { FIELDS_ITEM_KIND, type IssuanceInput, type ItemDescriptor } from '../domain/issuance';
 import { canonicalJson } from '../domain/safe-json';
 import { requestFingerprint, type IssuanceRequest } from '../domain/issuance-request';
+import type { ClientScope } from '../config';
 import type { SchemaRegistry } from '../routing/schema-registry';
+import { recordsRepository } from '../storage/records';
 import { issuancesRepository, type IssuanceDoc } from '../storage/issuances';
 import { STAGING_SUBJECT_ITEM_ID, stagingRepository } from '../storage/staging';
 import { CakIssuerDid, CakSchemaId, CakUserId } from '../temporal/search-attributes';
@@ -41,6 +43,10 @@ export function issuanceStartOptions(
 
 export interface IntakeDeps {
   db: Db;
+  /** the issuer DIDs this deployment serves (ISSUER_DIDS) */
+  issuerDids: readonly string[];
+  /** what each API client may issue for (API_CLIENT_SCOPES) */
+  scopes: readonly ClientScope[];
   temporal: Client;
   taskQueue: string;
   registry: SchemaRegistry;
@@ -51,7 +57,37 @@ export interface IntakeDeps {
 }
 
 /**
- * Accepting an issuance: check what the schema allows and the client's key, record the issuance
+ * Tenancy: the deployment serves its issuer DIDs, and each client only the DIDs (and optionally
+ * schemas) granted to it. Anything else is a 403 before anything is recorded.
+ */
+export function assertClientMayIssue(
+  deps: Pick<IntakeDeps, 'issuerDids' | 'scopes'>,
+  clientId: string,
+  request: { issuerDid: string; schemaId: string },
+): void {
+  if (!deps.issuerDids.includes(request.issuerDid)) {
+    throw new AppError('ISSUER_NOT_SERVED', `this deployment does not issue for ${request.issuerDid}`, 403, {
+      field: 'issuerDid',
+    });
+  }
+  const granted = deps.scopes.some(
+    (s) =>
+      s.clientId === clientId &&
+      s.issuerDid === request.issuerDid &&
+      (s.schemaId === undefined || s.schemaId === request.schemaId),
+  );
+  if (!granted) {
+    throw new AppError(
+      'CLIENT_NOT_PERMITTED',
+      `API client "${clientId}" may not issue ${request.schemaId} for ${request.issuerDid}`,
+      403,
+      { field: 'issuerDid' },
+    );
+  }
+}
+
+/**
+ * Accepting an issuance: check tenancy, what the registry allows and the client's key, record the issuance
  * (its id is the dedup key), stage the raw items encrypted, start the workflow. Every check comes
  * before the first write, so a bad request leaves nothing behind. A repeat with the same
  * Idempotency-Key and the same request returns the first issuance; with another request, 409.
@@ -59,6 +95,7 @@ export interface IntakeDeps {
 export function issuanceIntake(deps: IntakeDeps) {
   const issuances = issuancesRepository(deps.db);
   const staging = stagingRepository(deps.db, deps.gridfsThresholdBytes);
+  const records = recordsRepository(deps.db);
 
   function checkKey(request: IssuanceRequest): void {
     if (request.cakPublicKey === undefined) return;
@@ -140,11 +177,21 @@ export function issuanceIntake(deps: IntakeDeps) {
       request: IssuanceRequest,
     ): Promise<{ doc: IssuanceDoc; replayed: boolean }> {
       const items = itemsOf(request);
-      deps.registry.assertItemsAllowed(
-        request.schemaId,
+      assertClientMayIssue(deps, clientId, request);
+      deps.registry.assertIssuable(
+        request,
         items.map((i) => i.descriptor.kind),
       );
       checkKey(request);
+      const recordId = recordIdFor(deps.idSecret, request.issuerDid, request.userId, request.schemaId);
+      const owner = await records.ownerOf(recordId);
+      if (owner !== undefined && owner !== clientId) {
+        throw new AppError(
+          'RECORD_OWNED_BY_ANOTHER_CLIENT',
+          "another API client holds this user's data for this schema",
+          403,
+        );
+      }
       const issuanceId = issuanceIdFor(deps.idSecret, clientId, idempotencyKey);
       const now = new Date();
       const candidate: IssuanceDoc = {
@@ -152,13 +199,16 @@ export function issuanceIntake(deps: IntakeDeps) {
         clientId,
         fingerprint: requestFingerprint(request, deps.idSecret),
         workflowId: issuanceWorkflowId(deps.idSecret, issuanceId),
-        recordId: recordIdFor(deps.idSecret, request.issuerDid, request.userId, request.schemaId),
+        recordId,
         userId: request.userId,
         issuerDid: request.issuerDid,
         schemaId: request.schemaId,
         credentialId: request.credentialId,
         curve: request.curve,
         keySource: request.cakPublicKey === undefined ? 'platform' : 'client',
+        ...(request.cakPublicKey !== undefined
+          ? { cakKeyFingerprint: cakKeyFingerprint(deps.idSecret, request.cakPublicKey) }
+          : {}),
         items: items.map((i) => i.descriptor),
         status: 'accepted',
         intake: 'received',

@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from 'mongodb';
-import type { Config } from '../config';
+import { parseClientScopes, type Config } from '../config';
 import { parseKeyring } from '../crypto/keyring';
 import { platformFromConfig } from '../platform';
 import { loadSchemaRegistry } from '../routing/schema-registry';
@@ -30,7 +30,9 @@ export function issuanceApiDeps(config: Config, db: Db, temporal: Client): Issua
       db,
       temporal,
       taskQueue: config.TEMPORAL_TASK_QUEUE,
-      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH),
+      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS),
+      issuerDids: config.ISSUER_DIDS,
+      scopes: parseClientScopes(config.API_CLIENT_SCOPES),
       managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
       idSecret: config.ID_HMAC_SECRET,
       stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,

@@ -5,7 +5,7 @@ import { createHmac, randomBytes } from 'node:crypto';
  * indexes ids, so anything derived from a client-chosen key goes through a keyed hash first.
  */
 
-function keyedHash(secret: string, parts: readonly string[], bytes = 18): string {
+export function keyedHash(secret: string, parts: readonly string[], bytes = 18): string {
   const mac = createHmac('sha256', secret);
   // length-prefixed, so ('ab','c') and ('a','bc') differ
   for (const part of parts) mac.update(`${Buffer.byteLength(part)}:${part};`);
@@ -32,3 +32,8 @@ export function issuanceWorkflowId(secret: string, issuanceId: string): string {
 }
 
 export const ISSUANCE_ID_PATTERN = /^iss_[A-Za-z0-9_-]{24}$/;
+
+/** A keyed fingerprint of the CAK key the client sent (none: the platform supplies it), kept with the issuance. */
+export function cakKeyFingerprint(secret: string, cakPublicKey: string | undefined): string | undefined {
+  return cakPublicKey === undefined ? undefined : keyedHash(secret, ['cak-key', cakPublicKey]);
+}

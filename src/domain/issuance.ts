@@ -64,6 +64,10 @@ export const IssuanceFailureType = {
   InvalidCakPublicKey: 'InvalidCakPublicKey',
   StagingMissing: 'StagingMissing',
   PlatformResponseInvalid: 'PlatformResponseInvalid',
+  /** the input does not match the issuance the API accepted: not our run */
+  ForgedInput: 'ForgedInput',
+  /** the user's record for this issuer and schema belongs to another API client */
+  RecordOwnedElsewhere: 'RecordOwnedElsewhere',
 } as const;
 
 /**

@@ -6,6 +6,7 @@ import { didSchema } from '../domain/issuance-request';
 import type { CakCurve } from '../domain/issuance';
 import { createLogger } from '../observability/logger';
 import { parseSecrets } from '../platform/callback-signature';
+import { loadSchemaRegistry } from '../routing/schema-registry';
 import { deriveCakKeyPair, type CakTriple } from './cak-keys';
 import { callbackPlatform, type CallbackPlatformControls, type CallbackPlatformOptions } from './callbacks';
 import { PartnerAuthError, partnerVerifier } from './partner-auth';
@@ -57,10 +58,6 @@ const privateKeyBody = z.strictObject({
   schemaId: identifier,
   curve: curveSchema,
 });
-
-export function parsePrograms(spec: string): Record<string, string> {
-  return Object.fromEntries(spec.split(',').map((pair) => pair.split('=') as [string, string]));
-}
 
 export function createEmulatorApp(options: EmulatorOptions): { app: Express; controls: EmulatorControls } {
   const programs = new Map(Object.entries(options.programs));
@@ -144,7 +141,8 @@ export async function startEmulator(
     partnerId: config.PARTNER_ID,
     jwksUrl: overrides.jwksUrl ?? config.EMULATOR_JWKS_URL,
     masterSecret: config.EMULATOR_MASTER_SECRET,
-    programs: parsePrograms(config.EMULATOR_PROGRAMS),
+    // the programs of the schema registry, so the emulator and the issuer cannot drift apart
+    programs: Object.fromEntries(loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS).programs()),
     callbacks: { scheme: config.CALLBACK_SIGNATURE_SCHEME, secret: parseSecrets(config.CALLBACK_SECRETS)[0]! },
   });
   const port = overrides.port ?? config.EMULATOR_PORT;

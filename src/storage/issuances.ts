@@ -29,6 +29,8 @@ export interface IssuanceDoc {
   credentialId: string;
   curve: CakCurve;
   keySource: 'client' | 'platform';
+  /** keyed fingerprint of the client's cakPublicKey (src/domain/ids.ts), so a run cannot swap it */
+  cakKeyFingerprint?: string;
   items: ItemDescriptor[];
   status: IssuanceStatus;
   /** `accepted` once staged; `started` once the workflow start was acknowledged. */

@@ -17,6 +17,8 @@ import type { PackageRef } from '../domain/issuance';
 
 export interface RecordDoc {
   _id: string;
+  /** the API client whose issuance created the record; only it may add versions */
+  clientId: string;
   issuerDid: string;
   userId: string;
   schemaId: string;
@@ -40,6 +42,7 @@ export interface RecordVersionDoc {
 
 export interface RecordIdentity {
   recordId: string;
+  clientId: string;
   issuerDid: string;
   userId: string;
   schemaId: string;
@@ -92,11 +95,19 @@ export function recordsRepository(db: Db) {
       }
     },
 
-    /** Points the record at `version` unless it already points at a newer one. */
+    /** The API client that owns the record, or undefined when there is none yet. */
+    async ownerOf(recordId: string): Promise<string | undefined> {
+      return (await records.findOne({ _id: recordId }, { projection: { clientId: 1 } }))?.clientId;
+    },
+
+    /**
+     * Points the record at `version` unless it already points at a newer one. The filter names the
+     * owner, so for a record another client owns the upsert collides on `_id` and throws E11000.
+     */
     async promote(identity: RecordIdentity, version: number): Promise<void> {
       const now = new Date();
       await records.updateOne(
-        { _id: identity.recordId },
+        { _id: identity.recordId, clientId: identity.clientId },
         {
           $max: { currentVersion: version },
           $set: { updatedAt: now },

@@ -21,7 +21,7 @@ describe('issuance requests that must be refused at the edge', () => {
   const file = (kind = 'id-front', data = png, contentType = 'image/png') => ({ kind, contentType, data });
   const valid = () => ({
     userId,
-    issuerDid: 'did:air:bad-input',
+    issuerDid: 'did:air:id:cak-dev-issuer',
     credentialId: 'prog-kyc-basic',
     schemaId: 'kyc-basic',
     credentialSubject: { kycLevel: 1 },
@@ -62,6 +62,14 @@ describe('issuance requests that must be refused at the edge', () => {
     ['an email as userId', { ...valid(), userId: 'ada@example.com' }, 400, 'INVALID_FIELD'],
     ['issuerDid that is not a DID', { ...valid(), issuerDid: 'issuer-1' }, 400, 'INVALID_FIELD'],
     ['unregistered schemaId', { ...valid(), schemaId: 'no-such-schema' }, 400, 'UNKNOWN_SCHEMA'],
+    ['an unknown program', { ...valid(), credentialId: 'prog-unknown' }, 400, 'UNKNOWN_PROGRAM'],
+    ["another schema's program", { ...valid(), credentialId: 'prog-proof-of-address' }, 400, 'PROGRAM_SCHEMA_MISMATCH'],
+    [
+      'an issuer DID this deployment does not serve',
+      { ...valid(), issuerDid: 'did:air:id:someone-else' },
+      403,
+      'ISSUER_NOT_SERVED',
+    ],
     ['an unknown field', { ...valid(), role: 'admin' }, 400, 'UNKNOWN_FIELD'],
     ['unknown curve', { ...valid(), curve: 'ed25519' }, 400, 'INVALID_CURVE'],
     ['curve as a number', { ...valid(), curve: 1 }, 400, 'INVALID_CURVE'],

@@ -33,7 +33,7 @@ describe('issuance end to end (API, worker, Temporal, FerretDB, AIR emulator)', 
   let system: IssuanceSystem;
   const markers: string[] = [];
   const userIds: string[] = [];
-  const issuerDid = 'did:air:e2e-issuer';
+  const issuerDid = 'did:air:id:cak-dev-issuer';
   const mark = (label: string) => {
     const m = `PLAINTEXT-${label}-${uniqueId('m').slice(2, 14)}`;
     markers.push(m);
@@ -200,9 +200,10 @@ describe('issuance end to end (API, worker, Temporal, FerretDB, AIR emulator)', 
   it('ends a run the platform rejects (4xx) with a clear failure, and retries its 5xx', async () => {
     const userId = uniqueId('user');
     userIds.push(userId);
-    const rejected = (await (
-      await post({ ...body('secp256r1', userId).json, credentialId: 'prog-unknown' }, uniqueId('idem'))
-    ).json()) as { issuanceId: string };
+    system.emulator.controls.failNextIssues(1, 404);
+    const rejected = (await (await post(body('secp256r1', userId).json, uniqueId('idem'))).json()) as {
+      issuanceId: string;
+    };
     expect(await waitForIssuance(system, rejected.issuanceId)).toMatchObject({
       status: 'failed',
       error: { type: 'PlatformRejected' },

@@ -8,6 +8,8 @@ import {
 } from '../../src/domain/issuance-request';
 import { parseMultipart } from '../../src/api/multipart';
 import { loadSchemaRegistry, parseSchemaRegistry } from '../../src/routing/schema-registry';
+import { assertClientMayIssue } from '../../src/api/issuance-intake';
+import { parseClientScopes } from '../../src/config';
 
 const K = 'k'.repeat(32);
 const limits: IssuanceLimits = { maxFileBytes: 1024, maxTotalBytes: 4096, maxFiles: 3 };
@@ -119,17 +121,81 @@ describe('ids', () => {
 });
 
 describe('schema registry', () => {
-  const registry = parseSchemaRegistry('schemas:\n  kyc:\n    allowedItemKinds: [fields, id-front]\n');
-  it('names the item a schema does not allow', () => {
-    expect(codeOf(() => registry.assertItemsAllowed('kyc', ['fields', 'face-photo']))).toBe('ITEM_NOT_ALLOWED');
-    expect(codeOf(() => registry.assertItemsAllowed('nope', ['fields']))).toBe('UNKNOWN_SCHEMA');
-    expect(codeOf(() => registry.assertItemsAllowed('kyc', ['fields', 'id-front']))).toBe('NO_ERROR');
+  const DID = 'did:air:id:issuer1';
+  const registry = parseSchemaRegistry(
+    'schemas:\n  kyc:\n    programs: [prog-kyc]\n    allowedItemKinds: [fields, id-front]\n' +
+      '  poa:\n    programs: [prog-poa]\n    allowedItemKinds: [fields]\n',
+    [DID],
+  );
+  const issuable = (credentialId: string, schemaId: string, kinds: string[], issuerDid = DID) =>
+    codeOf(() => registry.assertIssuable({ issuerDid, credentialId, schemaId }, kinds));
+  it.each([
+    ['a program of the schema with allowed items', 'prog-kyc', 'kyc', ['fields', 'id-front'], 'NO_ERROR'],
+    ['an item the schema does not allow', 'prog-kyc', 'kyc', ['fields', 'face-photo'], 'ITEM_NOT_ALLOWED'],
+    ['an unknown schema', 'prog-kyc', 'nope', ['fields'], 'UNKNOWN_SCHEMA'],
+    ['an unknown program', 'prog-other', 'kyc', ['fields'], 'UNKNOWN_PROGRAM'],
+    ["another schema's program", 'prog-poa', 'kyc', ['fields'], 'PROGRAM_SCHEMA_MISMATCH'],
+  ])('%s -> %s', (_name, credentialId, schemaId, kinds, code) => {
+    expect(issuable(credentialId, schemaId, kinds)).toBe(code);
+  });
+  it("refuses another issuer DID than the schema's", () => {
+    expect(issuable('prog-kyc', 'kyc', ['fields'], 'did:air:id:other')).toBe('ISSUER_SCHEMA_MISMATCH');
   });
   it('refuses an invalid file', () => {
-    expect(() => parseSchemaRegistry('schemas:\n  kyc:\n    allowedItemKinds: [Bad Kind]\n')).toThrow(/kyc/);
-    expect(() => parseSchemaRegistry('schemas:\n  kyc:\n    allowed: [fields]\n')).toThrow();
+    expect(() =>
+      parseSchemaRegistry('schemas:\n  kyc:\n    programs: [p]\n    allowedItemKinds: [Bad Kind]\n', [DID]),
+    ).toThrow(/kyc/);
+    expect(() => parseSchemaRegistry('schemas:\n  kyc:\n    programs: [p]\n    allowed: [fields]\n', [DID])).toThrow();
+    expect(() => parseSchemaRegistry('schemas:\n  kyc:\n    allowedItemKinds: [fields]\n', [DID])).toThrow(/programs/);
+    // a program issues one schema
+    expect(() =>
+      parseSchemaRegistry(
+        'schemas:\n  a:\n    programs: [p]\n    allowedItemKinds: [fields]\n  b:\n    programs: [p]\n    allowedItemKinds: [fields]\n',
+        [DID],
+      ),
+    ).toThrow(/program "p"/);
+    // with several issuer DIDs each schema names its own, and only one the deployment serves
+    expect(() =>
+      parseSchemaRegistry('schemas:\n  a:\n    programs: [p]\n    allowedItemKinds: [fields]\n', [DID, 'did:x:y']),
+    ).toThrow(/issuerDid/);
+    expect(() =>
+      parseSchemaRegistry(
+        'schemas:\n  a:\n    issuerDid: did:x:z\n    programs: [p]\n    allowedItemKinds: [fields]\n',
+        [DID],
+      ),
+    ).toThrow(/not one of ISSUER_DIDS/);
   });
-  it('loads the shipped registry', () => {
-    expect(loadSchemaRegistry('config/schemas.yaml').schemaIds()).toContain('kyc-basic');
+  it('loads the shipped registry, whose programs the emulator serves', () => {
+    const shipped = loadSchemaRegistry('config/schemas.yaml', [DID]);
+    expect(shipped.schemaIds()).toContain('kyc-basic');
+    expect(shipped.programs().get('prog-kyc-basic')).toBe('kyc-basic');
+    expect(shipped.get('kyc-basic')?.issuerDid).toBe(DID);
+  });
+});
+
+describe('tenancy', () => {
+  const deps = {
+    issuerDids: ['did:air:id:a', 'did:air:id:b'],
+    scopes: [
+      { clientId: 'alpha', issuerDid: 'did:air:id:a' },
+      { clientId: 'beta', issuerDid: 'did:air:id:b', schemaId: 'kyc' },
+    ],
+  };
+  it.each([
+    ['alpha', 'did:air:id:a', 'kyc', 'NO_ERROR'],
+    ['alpha', 'did:air:id:a', 'poa', 'NO_ERROR'],
+    ['alpha', 'did:air:id:b', 'kyc', 'CLIENT_NOT_PERMITTED'],
+    ['beta', 'did:air:id:b', 'kyc', 'NO_ERROR'],
+    ['beta', 'did:air:id:b', 'poa', 'CLIENT_NOT_PERMITTED'],
+    ['gamma', 'did:air:id:a', 'kyc', 'CLIENT_NOT_PERMITTED'],
+    ['alpha', 'did:air:id:elsewhere', 'kyc', 'ISSUER_NOT_SERVED'],
+  ])('%s for %s / %s -> %s', (clientId, issuerDid, schemaId, code) => {
+    expect(codeOf(() => assertClientMayIssue(deps, clientId, { issuerDid, schemaId }))).toBe(code);
+  });
+  it('parses API_CLIENT_SCOPES', () => {
+    expect(parseClientScopes('dev=did:air:id:a,x=did:air:id:b/kyc')).toEqual([
+      { clientId: 'dev', issuerDid: 'did:air:id:a' },
+      { clientId: 'x', issuerDid: 'did:air:id:b', schemaId: 'kyc' },
+    ]);
   });
 });
