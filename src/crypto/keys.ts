@@ -33,7 +33,8 @@ export type CryptoErrorCode =
   | 'OUTER_CONTEXT_MISMATCH'
   | 'OUTER_BODY_INVALID'
   | 'CODEC_KEY_UNKNOWN'
-  | 'CODEC_PAYLOAD_INVALID';
+  | 'CODEC_PAYLOAD_INVALID'
+  | 'CODEC_PAYLOAD_UNENCRYPTED';
 
 export class CryptoError extends Error {
   constructor(

@@ -10,6 +10,10 @@ import { CryptoError } from './keys';
  * holds no plaintext. Each payload becomes one AES-256-GCM ciphertext of the whole serialized
  * payload (its metadata included): data = nonce (12 B) || ciphertext || tag (16 B), with the key id
  * in the metadata so keys can rotate; the key id is authenticated as associated data.
+ *
+ * Decoding refuses an unencrypted payload: anyone who can reach Temporal could start a workflow or
+ * send a signal with plain JSON, and only what went through this codec (so: through a holder of the
+ * codec key) may reach workflows and activities.
  */
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -19,12 +23,20 @@ const AAD_LABEL = 'cak-codec-v1:';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export class AesGcmPayloadCodec implements PayloadCodec {
-  private constructor(private readonly keyring: Keyring) {}
+export interface PayloadCodecOptions {
+  /** Decode unencrypted payloads as they are instead of refusing them: for display only (the codec endpoint). */
+  acceptUnencrypted?: boolean;
+}
 
-  static create(keyring: Keyring): AesGcmPayloadCodec {
+export class AesGcmPayloadCodec implements PayloadCodec {
+  private constructor(
+    private readonly keyring: Keyring,
+    private readonly acceptUnencrypted: boolean,
+  ) {}
+
+  static create(keyring: Keyring, options: PayloadCodecOptions = {}): AesGcmPayloadCodec {
     activeKey(keyring); // fail at construction, not on the first payload
-    return new AesGcmPayloadCodec(keyring);
+    return new AesGcmPayloadCodec(keyring, options.acceptUnencrypted ?? false);
   }
 
   encode(payloads: Payload[]): Promise<Payload[]> {
@@ -54,7 +66,10 @@ export class AesGcmPayloadCodec implements PayloadCodec {
 
   private decodeOne(payload: Payload): Payload {
     const encoding = payload.metadata?.[METADATA_ENCODING_KEY];
-    if (!encoding || decoder.decode(encoding) !== ENCRYPTED_ENCODING) return payload;
+    if (!encoding || decoder.decode(encoding) !== ENCRYPTED_ENCODING) {
+      if (this.acceptUnencrypted) return payload;
+      throw new CryptoError('CODEC_PAYLOAD_UNENCRYPTED', 'payload is not encrypted by the codec');
+    }
     const kidBytes = payload.metadata?.[KEY_ID_METADATA];
     const kid = kidBytes ? decoder.decode(kidBytes) : '';
     const key = this.keyring.keys.get(kid);
@@ -80,11 +95,17 @@ function aadFor(kid: string): Buffer {
 
 const converters = new WeakMap<Keyring, DataConverter>();
 
-/** The one data converter for a keyring, shared by client, worker and codec server. */
+/**
+ * The one data converter for a keyring, shared by client and worker. Its failure converter moves
+ * failure messages and stack traces into a payload, so the codec encrypts those too.
+ */
 export function dataConverterFor(keyring: Keyring): DataConverter {
   let converter = converters.get(keyring);
   if (!converter) {
-    converter = { payloadCodecs: [AesGcmPayloadCodec.create(keyring)] };
+    converter = {
+      payloadCodecs: [AesGcmPayloadCodec.create(keyring)],
+      failureConverterPath: require.resolve('./failure-converter'),
+    };
     converters.set(keyring, converter);
   }
   return converter;

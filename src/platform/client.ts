@@ -19,7 +19,12 @@ export interface PlatformClient {
   issueCredential(params: IssueCredentialParams): Promise<{ cakPublicKey: string }>;
 }
 
-/** A platform answer we must not retry (4xx other than 408/429), or one we may (5xx, timeouts, network). */
+/**
+ * A platform answer we must not retry (4xx other than 408/429), or one we may (5xx, timeouts, network).
+ * The message is built only from parts known to carry no personal data (HTTP status, a code matching
+ * SAFE_CODE, our own wording): it ends up in workflow failures and issuance records, and the
+ * platform's own text may echo the credential subject.
+ */
 export class PlatformError extends Error {
   constructor(
     readonly code: 'PLATFORM_REJECTED' | 'PLATFORM_UNAVAILABLE' | 'PLATFORM_RESPONSE_INVALID',
@@ -37,7 +42,8 @@ export class PlatformError extends Error {
 }
 
 const issueResponse = z.object({ cakPublicKey: z.string().min(1).max(512) });
-const errorBody = z.object({ message: z.string().max(500) }).partial();
+const SAFE_CODE = /^[A-Z_]{1,64}$/;
+const errorBody = z.object({ code: z.string().regex(SAFE_CODE) });
 
 /**
  * One partner call to the platform: the Partner JWT in `x-partner-auth`, a timeout, and the one
@@ -64,18 +70,22 @@ export async function platformRequest(request: {
       signal: AbortSignal.timeout(request.timeoutMs),
     });
   } catch (err) {
+    if (err instanceof Error && err.name === 'TimeoutError')
+      throw new PlatformError('PLATFORM_UNAVAILABLE', `platform did not answer within ${request.timeoutMs} ms`);
+    // fetch's own error says only "fetch failed"; the reason is a system code such as ECONNREFUSED
+    const reason = (err as { cause?: { code?: unknown } } | null)?.cause?.code;
     throw new PlatformError(
       'PLATFORM_UNAVAILABLE',
-      `platform unreachable: ${err instanceof Error ? err.message : String(err)}`,
+      `platform unreachable${typeof reason === 'string' && SAFE_CODE.test(reason) ? ` (${reason})` : ''}`,
     );
   }
   const json: unknown = await res.json().catch(() => undefined);
   if (!res.ok) {
-    const message = errorBody.safeParse(json).data?.message ?? res.statusText;
+    const code = errorBody.safeParse(json).data?.code;
     const transient = res.status >= 500 || res.status === 408 || res.status === 429;
     throw new PlatformError(
       transient ? 'PLATFORM_UNAVAILABLE' : 'PLATFORM_REJECTED',
-      `platform answered ${res.status}: ${message}`,
+      `platform answered ${res.status}${code ? ` (${code})` : ''}`,
       res.status,
     );
   }

@@ -1,7 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { decodeOptionalFailureToOptionalError, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
+import type { temporal } from '@temporalio/proto';
 import { parseKeyring } from '../../src/crypto/keyring';
-import { payloadCodecFor } from '../../src/crypto/payload-codec';
+import { dataConverterFor, payloadCodecFor } from '../../src/crypto/payload-codec';
 import { connectivityCheckWorkflow } from '../../src/workflows';
 import { connectClient, startTestWorker, testConfig, uniqueId } from '../support/temporal';
 
@@ -16,6 +18,21 @@ function payloadsIn(value: unknown, found: Payload[] = []): Payload[] {
   if (record.metadata && record.data instanceof Uint8Array) found.push(record);
   for (const child of Object.values(record)) payloadsIn(child, found);
   return found;
+}
+
+/** Polls a run's history until `done` holds for it, for at most `timeoutMs`. */
+async function historyWhen(
+  client: Client,
+  workflowId: string,
+  done: (events: temporal.api.history.v1.IHistoryEvent[]) => boolean,
+  timeoutMs: number,
+): Promise<temporal.api.history.v1.IHistoryEvent[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+    if (done(events) || Date.now() > deadline) return events;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 describe('Temporal payload codec through a real worker', () => {
@@ -72,6 +89,39 @@ describe('Temporal payload codec through a real worker', () => {
       const started = described.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
       expect(Buffer.from(started!.metadata!.encoding!).toString()).toBe('binary/encrypted');
     } finally {
+      await bare.connection.close();
+      await close();
+    }
+  });
+
+  it('refuses a workflow started without the codec: its workflow task fails and no activity runs', async () => {
+    const marker = uniqueId('PLAINTEXT-MARKER');
+    const workflowId = uniqueId('wf-plain');
+    const { worker, taskQueue, close } = await startTestWorker(config);
+    const bare = new Client({
+      connection: await Connection.connect({ address: config.TEMPORAL_ADDRESS }),
+      namespace: config.TEMPORAL_NAMESPACE,
+    });
+    try {
+      await bare.workflow.start(connectivityCheckWorkflow, { taskQueue, workflowId, args: [marker] });
+      const events = await worker.runUntil(
+        historyWhen(bare, workflowId, (e) => e.some((event) => event.workflowTaskFailedEventAttributes), 15_000),
+      );
+      const failed = events.find((event) => event.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes;
+      expect(failed).toBeDefined();
+      expect(events.some((event) => event.activityTaskScheduledEventAttributes)).toBe(false);
+      expect(events.some((event) => event.workflowExecutionCompletedEventAttributes)).toBe(false);
+      expect((await bare.workflow.getHandle(workflowId).describe()).status.name).toBe('RUNNING');
+
+      // The worker's failure is encoded like any other: only the codec's holders can read why it failed.
+      expect(failed!.failure!.message).toBe('Encoded failure');
+      const why = await decodeOptionalFailureToOptionalError(
+        loadDataConverter(dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS))),
+        failed!.failure,
+      );
+      expect(why?.message).toContain('not encrypted');
+    } finally {
+      await bare.workflow.getHandle(workflowId).terminate('test cleanup');
       await bare.connection.close();
       await close();
     }

@@ -15,6 +15,8 @@ export default async function globalSetup(): Promise<void> {
   await servicesUp(loadConfig());
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../../src/workflows'),
+    // as the worker bundles it: failure messages and stacks are encoded by the codec too
+    failureConverterPath: require.resolve('../../src/crypto/failure-converter'),
     logger: {
       log: () => undefined,
       trace: () => undefined,

@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import express from 'express';
 import request from 'supertest';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
+import {
+  decodeOptionalFailureToOptionalError,
+  encodeErrorToFailure,
+  loadDataConverter,
+} from '@temporalio/common/lib/internal-non-workflow';
+import { temporal } from '@temporalio/proto';
 import { codecRouter } from '../../../src/crypto/codec-server';
 import { parseKeyring } from '../../../src/crypto/keyring';
 import { CryptoError } from '../../../src/crypto/keys';
@@ -26,7 +32,7 @@ describe('AesGcmPayloadCodec', () => {
     expect(Buffer.from(newer!.metadata!['encryption-key-id']!).toString()).toBe('codec-2');
   });
 
-  it('refuses tampered payloads and unknown keys with codes, passes unencrypted ones through', async () => {
+  it('refuses tampered payloads and unknown keys with codes', async () => {
     const codec = AesGcmPayloadCodec.create(ring);
     const [encoded] = await codec.encode([payload]);
     const data = Buffer.from(encoded!.data!);
@@ -34,7 +40,34 @@ describe('AesGcmPayloadCodec', () => {
     await expect(codec.decode([{ ...encoded!, data }])).rejects.toMatchObject({ code: 'CODEC_PAYLOAD_INVALID' });
     const other = AesGcmPayloadCodec.create(parseKeyring(k2));
     await expect(other.decode([encoded!])).rejects.toBeInstanceOf(CryptoError);
-    await expect(codec.decode([payload])).resolves.toEqual([payload]);
+  });
+
+  it('refuses unencrypted payloads (nothing from Temporal is trusted that did not come through the codec)', async () => {
+    const codec = dataConverterFor(ring).payloadCodecs![0]!;
+    await expect(codec.decode([payload])).rejects.toMatchObject({ code: 'CODEC_PAYLOAD_UNENCRYPTED' });
+    await expect(codec.decode([{ data: Buffer.from('{}') }])).rejects.toMatchObject({
+      code: 'CODEC_PAYLOAD_UNENCRYPTED',
+    });
+    // only when asked to (the Web UI's codec endpoint shows them as they are)
+    const lenient = AesGcmPayloadCodec.create(ring, { acceptUnencrypted: true });
+    await expect(lenient.decode([payload])).resolves.toEqual([payload]);
+  });
+
+  it('encodes failure messages and stack traces too: none of them reaches Temporal in plain text', async () => {
+    const converter = loadDataConverter(dataConverterFor(ring));
+    const error = ApplicationFailure.create({
+      message: `platform rejected ${marker}`,
+      type: 'PlatformRejected',
+      cause: new Error(`cause ${marker}`),
+    });
+    const failure = await encodeErrorToFailure(converter, error);
+    const raw = Buffer.from(temporal.api.failure.v1.Failure.encode(failure).finish()).toString('latin1');
+    expect(raw).toContain('PlatformRejected'); // the type stays readable, for retry policies and the Web UI
+    expect(raw).not.toContain(marker);
+    expect(failure.message).toBe('Encoded failure');
+    const decoded = await decodeOptionalFailureToOptionalError(converter, failure);
+    expect(decoded?.message).toBe(`platform rejected ${marker}`);
+    expect(decoded?.cause).toMatchObject({ message: `cause ${marker}` });
   });
 
   it('memoizes one data converter per keyring', () => {
@@ -74,6 +107,16 @@ describe('codec router', () => {
       .post('/codec/decode')
       .set('authorization', `Bearer ${token}`)
       .send(encoded.body as object)
+      .expect(200);
+    expect(decoded.body).toEqual({ payloads: [plain] });
+  });
+
+  it('shows an unencrypted payload as it is', async () => {
+    const plain = toJson(defaultPayloadConverter.toPayload({ secret: marker }));
+    const decoded = await request(app)
+      .post('/codec/decode')
+      .set('authorization', `Bearer ${token}`)
+      .send({ payloads: [plain] })
       .expect(200);
     expect(decoded.body).toEqual({ payloads: [plain] });
   });
