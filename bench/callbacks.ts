@@ -120,6 +120,7 @@ export async function run(): Promise<BenchResult[]> {
         ...p,
         authorizationId: workflowId,
         receivedAt: new Date().toISOString(),
+        deliveryProof: '',
         redriveWindowMs: 1,
       };
       try {

@@ -26,7 +26,7 @@ export async function run(): Promise<BenchResult[]> {
   await globalSetup(); // services up (no-op when running) and the workflow bundle
   const system = await startIssuanceSystem({ LOG_LEVEL: 'silent' });
   try {
-    const issuerDid = 'did:air:bench';
+    const issuerDid = 'did:air:id:cak-dev-issuer';
     const files = [markedPng('BENCH-FRONT', ITEM_BYTES), markedPng('BENCH-BACK', ITEM_BYTES)];
     const body = (userId: string) => ({
       userId,

@@ -204,7 +204,7 @@ function sampleRss(sys: System): void {
 // ---------------------------------------------------------------------------------------------
 // Load: issuances
 
-const ISSUER_DID = 'did:air:soak-issuer';
+const ISSUER_DID = 'did:air:id:cak-dev-issuer';
 const SCHEMAS = ['kyc-basic', 'proof-of-address', 'age-over-18'] as const;
 type SchemaId = (typeof SCHEMAS)[number];
 const VERIFIERS = ['did:air:soak-verifier-a', 'did:air:soak-verifier-b', 'did:air:soak-verifier-c'];
@@ -564,7 +564,7 @@ async function check(sys: System, db: Db, client: Client, load: Load, elapsedMs:
     failures.push(`${auditCount} authorization audit events for ${authorizationCount} authorizations`);
   if (authRuns.size !== authorizationCount)
     failures.push(`${authRuns.size} authorization workflow ids for ${authorizationCount} authorizations`);
-  const chain = await auditRepository(db).verifyChain();
+  const chain = await auditRepository(db, parseKeyring(sys.config.CAK_AUDIT_KEYS)).verifyChain();
   if (!chain.ok) failures.push(`audit chain broken at seq ${chain.seq} (${chain.eventId}): ${chain.reason}`);
   const inbox = await db.collection('callback_inbox').countDocuments({});
   if (inbox > 0) failures.push(`${inbox} callbacks left in the inbox`);

@@ -1,4 +1,4 @@
-import { ApplicationFailure, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import type { Db } from 'mongodb';
 import {
   AuditEventType,
@@ -9,10 +9,12 @@ import {
   type CallbackHandlerName,
   type ResolvedRoute,
 } from '../domain/authorization';
+import { authorizationIdFor, authorizationWorkflowId, deliveryProofFor } from '../domain/callback';
+import { recordIdFor } from '../domain/ids';
 import { signStandardWebhook } from '../platform/callback-signature';
 import { toResolvedRoute } from '../routing/callback-routes';
 import type { SchemaRegistry } from '../routing/schema-registry';
-import { auditRepository } from '../storage/audit';
+import { auditRepository, type AuditKeys } from '../storage/audit';
 import { authorizationsRepository } from '../storage/authorizations';
 import { recordsRepository } from '../storage/records';
 
@@ -20,12 +22,24 @@ import { recordsRepository } from '../storage/records';
 export interface AuthorizationActivityDeps {
   db: Db;
   registry: SchemaRegistry;
+  /** ID_HMAC_SECRET: recomputes the ids and delivery proofs of every input */
+  idSecret: string;
+  auditKeys: AuditKeys;
   notify: { defaultUrl?: string; secret: string; timeoutMs: number };
 }
 
 export interface AuthorizationVerification {
-  state: AuthorizationState;
+  revoked: boolean;
   hasData: boolean;
+}
+
+export interface SettledAuthorization {
+  /** the access window, for the routes that open one (`active`, `routed`) */
+  accessUntil?: string;
+  /** false when this delivery fell inside a window already open (nothing moved) */
+  opened: boolean;
+  /** a revocation stands (read after settling, so one racing the run is seen) */
+  revoked: boolean;
 }
 
 export interface AuthorizationAuditSummary {
@@ -35,13 +49,38 @@ export interface AuthorizationAuditSummary {
 
 export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
   const authorizations = authorizationsRepository(deps.db);
-  const audit = auditRepository(deps.db);
+  const audit = auditRepository(deps.db, deps.auditKeys);
   const records = recordsRepository(deps.db);
 
+  /**
+   * Nothing from Temporal is trusted: the authorization id is recomputed from the payload, the
+   * delivery proof from (id, receivedAt), and the run must be the one that id names. A mismatch is
+   * a forged or corrupted start, and fails the run without retrying.
+   */
+  function assertGenuine(input: AuthorizationInput): void {
+    const expectedId = authorizationIdFor(deps.idSecret, input);
+    const problem =
+      input.authorizationId !== expectedId
+        ? 'authorizationId does not derive from (userId, verifierDid, schemaId)'
+        : input.deliveryProof !== deliveryProofFor(deps.idSecret, expectedId, input.receivedAt)
+          ? 'deliveryProof does not match (authorizationId, receivedAt)'
+          : Context.current().info.workflowExecution?.workflowId !== authorizationWorkflowId(expectedId)
+            ? 'the run is not the one this authorization id names'
+            : undefined;
+    if (problem)
+      throw ApplicationFailure.create({
+        type: AuthorizationFailureType.ForgedInput,
+        message: problem,
+        nonRetryable: true,
+      });
+  }
+
   return {
-    /** `verify`: records the authorization (idempotent) and checks we hold data for (user, schema). */
+    /** `verify`: checks the input, records the authorization (idempotent) and whether we hold data for it. */
     async verifyAuthorization(input: AuthorizationInput): Promise<AuthorizationVerification> {
-      const doc = await authorizations.record(input.authorizationId, input, `authorization-${input.authorizationId}`);
+      assertGenuine(input);
+      const workflowId = authorizationWorkflowId(input.authorizationId);
+      await authorizations.record(input.authorizationId, input, workflowId);
       if (input.firstDelivery) {
         await authorizations.logFirstDelivery(
           input.authorizationId,
@@ -49,35 +88,53 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
           new Date(input.receivedAt),
         );
       }
-      const held = await records.records.findOne(
-        { userId: input.userId, schemaId: input.schemaId, currentVersion: { $gte: 1 } },
-        { projection: { _id: 1 } },
-      );
-      return { state: doc.state, hasData: held !== null };
+      const issuerDid = deps.registry.get(input.schemaId)?.issuerDid;
+      const [held, revoked] = await Promise.all([
+        issuerDid === undefined
+          ? Promise.resolve(null)
+          : records.records.findOne(
+              { _id: recordIdFor(deps.idSecret, issuerDid, input.userId, input.schemaId), currentVersion: { $gte: 1 } },
+              { projection: { _id: 1 } },
+            ),
+        authorizations.isRevoked(input.authorizationId),
+      ]);
+      return { revoked, hasData: held !== null };
     },
 
     /** The route registered for the schema, or null (unrouted). */
     resolveAuthorizationRoute(schemaId: string): Promise<ResolvedRoute | null> {
-      return Promise.resolve(toResolvedRoute(deps.registry.get(schemaId)?.callback));
+      return Promise.resolve(toResolvedRoute(deps.registry.route(schemaId)));
     },
 
-    /** Moves the record to its routed state (never out of `revoked`); returns the state it ends in. */
+    /**
+     * Records the route's outcome and, for a routed one, opens the access window of this delivery
+     * (the window length comes from the registry, never from the input; a delivery inside an open
+     * window moves nothing).
+     */
     async settleAuthorization(
-      authorizationId: string,
-      state: Exclude<AuthorizationState, 'revoked' | 'received'>,
+      input: AuthorizationInput,
+      state: Exclude<AuthorizationState, 'received'>,
       handlers: CallbackHandlerName[],
-    ): Promise<AuthorizationState> {
-      const final = await authorizations.settle(authorizationId, state, handlers);
-      if (final === 'no-data' || final === 'unrouted') {
+    ): Promise<SettledAuthorization> {
+      assertGenuine(input);
+      const id = input.authorizationId;
+      await authorizations.settle(id, state, handlers);
+      let window: { accessUntil?: string; opened: boolean } = { opened: false };
+      const route = toResolvedRoute(deps.registry.route(input.schemaId));
+      if ((state === 'active' || state === 'routed') && route) {
+        const opened = await authorizations.openWindow(id, new Date(input.receivedAt), route.accessWindowMs);
+        window = { accessUntil: opened.accessUntil.toISOString(), opened: opened.opened };
+      } else {
         // surfaced: operators list these (GET /v1/admin/authorizations?state=...) and re-drive them
-        log.warn('authorization needs attention', { authorizationId, state: final });
+        log.warn('authorization needs attention', { authorizationId: id, state });
       }
-      return final ?? state;
+      return { ...window, revoked: await authorizations.isRevoked(id) };
     },
 
     /** `notify`: POSTs a signed notification (Standard Webhooks, NOTIFY_SECRET) to the route's URL. */
     async notifyAuthorization(input: AuthorizationInput): Promise<void> {
-      const route = deps.registry.get(input.schemaId)?.callback;
+      assertGenuine(input);
+      const route = deps.registry.route(input.schemaId);
       const url = route?.notifyUrl ?? deps.notify.defaultUrl;
       if (!url) {
         throw ApplicationFailure.create({
@@ -112,19 +169,29 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
       });
     },
 
-    /** `audit`: the one hash-chained event per authorization (per re-drive), idempotent on its key. */
+    /**
+     * `audit`: one keyed-chain event per consent (per re-drive), idempotent on its key. The first
+     * consent of an authorization has the key `authorization:<id>`; a later consent (a new window)
+     * adds its receipt time.
+     */
     async auditAuthorization(
       input: AuthorizationInput,
-      result: { outcome: AuthorizationOutcome; handlers: CallbackHandlerName[]; failedHandlers: CallbackHandlerName[] },
+      result: {
+        outcome: AuthorizationOutcome;
+        handlers: CallbackHandlerName[];
+        failedHandlers: CallbackHandlerName[];
+        accessUntil?: string;
+      },
       redrive: number,
     ): Promise<AuthorizationAuditSummary> {
-      const first = redrive === 0;
-      const key = first
-        ? `authorization:${input.authorizationId}`
-        : `authorization:${input.authorizationId}:redrive:${redrive}`;
+      const firstKey = `authorization:${input.authorizationId}`;
+      const first = await audit.get(firstKey);
+      const consentKey =
+        first === null || first.data.receivedAt === input.receivedAt ? firstKey : `${firstKey}:${input.receivedAt}`;
+      const key = redrive === 0 ? consentKey : `${consentKey}:redrive:${redrive}`;
       const event = await audit.append(
         key,
-        first ? AuditEventType.Authorization : AuditEventType.AuthorizationRedriven,
+        redrive === 0 ? AuditEventType.Authorization : AuditEventType.AuthorizationRedriven,
         {
           authorizationId: input.authorizationId,
           userId: input.userId,
@@ -134,7 +201,26 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
           handlers: result.handlers.join(','),
           failedHandlers: result.failedHandlers.join(','),
           receivedAt: input.receivedAt,
+          accessUntil: result.accessUntil ?? null,
           deliveries: await authorizations.countDeliveries(input.authorizationId),
+        },
+      );
+      return { eventId: event._id, seq: event.seq };
+    },
+
+    /** The access window opened at `accessFrom` has closed: audited once (the access rule already denies). */
+    async expireAuthorization(input: AuthorizationInput, accessUntil: string): Promise<AuthorizationAuditSummary> {
+      assertGenuine(input);
+      const event = await audit.append(
+        `authorization:${input.authorizationId}:expired:${accessUntil}`,
+        AuditEventType.AuthorizationExpired,
+        {
+          authorizationId: input.authorizationId,
+          userId: input.userId,
+          verifierDid: input.verifierDid,
+          schemaId: input.schemaId,
+          openedBy: input.receivedAt,
+          accessUntil,
         },
       );
       return { eventId: event._id, seq: event.seq };

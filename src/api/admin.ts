@@ -1,7 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import express, { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { AuditEventType } from '../domain/authorization';
 import { authorizationIdFor, callbackPayloadSchema } from '../domain/callback';
 import { AppError } from '../domain/errors';
 import { assertSafeJson } from '../domain/safe-json';
@@ -9,6 +7,7 @@ import {
   AUTHORIZATION_STATES,
   listAuthorizations,
   redriveAuthorization,
+  setRevocation,
   type Redriver,
 } from '../operations/authorizations';
 import type { AuditRepository } from '../storage/audit';
@@ -20,6 +19,7 @@ import { authenticateClient, type ApiClients } from './auth';
  * Operator routes, behind an admin credential (ADMIN_TOKENS, `Authorization: Bearer <token>`):
  *   GET  /v1/admin/authorizations?state=unrouted|no-data|...   list (re-drive candidates)
  *   POST /v1/admin/authorizations/revoke    {userId, verifierDid, schemaId}
+ *   POST /v1/admin/authorizations/reinstate {userId, verifierDid, schemaId}   lifts a revocation
  *   POST /v1/admin/authorizations/redrive   {userId, verifierDid, schemaId}
  *   PUT  /v1/admin/verifiers/keys           {verifierDid, jwk: {kty: EC, crv: P-256, x, y, kid}}
  *   POST /v1/admin/verifiers/keys/remove    {verifierDid, kid}
@@ -78,23 +78,27 @@ export function adminRoutes(deps: AdminRouteDeps): Router {
     res.json({ authorizations: await listAuthorizations(deps.authorizations, query) });
   });
 
-  router.post('/v1/admin/authorizations/revoke', async (req, res) => {
-    const payload = parse(callbackPayloadSchema, req.body);
-    const authorizationId = authorizationIdFor(deps.idSecret, payload);
-    const by = String(res.locals.admin);
-    if (!(await deps.authorizations.get(authorizationId))) {
-      throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
-    }
-    const revoked = await deps.authorizations.revoke(authorizationId, by);
-    if (revoked) {
-      await deps.audit.append(`revoke:${authorizationId}:${randomUUID()}`, AuditEventType.AuthorizationRevoked, {
+  for (const action of ['revoke', 'reinstate'] as const) {
+    router.post(`/v1/admin/authorizations/${action}`, async (req, res) => {
+      const payload = parse(callbackPayloadSchema, req.body);
+      const authorizationId = authorizationIdFor(deps.idSecret, payload);
+      const result = await setRevocation(
+        deps.authorizations,
+        deps.audit,
         authorizationId,
-        ...payload,
-        by,
-      });
-    }
-    res.json({ authorizationId, revoked, state: 'revoked' });
-  });
+        action,
+        String(res.locals.admin),
+      );
+      if (result.outcome === 'not-found') {
+        throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
+      }
+      res.json(
+        action === 'revoke'
+          ? { authorizationId, revoked: result.outcome === 'changed', state: 'revoked' }
+          : { authorizationId, reinstated: result.outcome === 'changed' },
+      );
+    });
+  }
 
   router.post('/v1/admin/authorizations/redrive', async (req, res) => {
     const payload = parse(callbackPayloadSchema, req.body);

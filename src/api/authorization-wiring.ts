@@ -6,9 +6,12 @@ import { openOuter } from '../crypto/outer-layer';
 import type { Logger } from '../observability/logger';
 import { temporalRedriver } from '../operations/authorizations';
 import { callbackSignatureVerifier } from '../platform/callback-signature';
-import { auditRepository } from '../storage/audit';
+import { auditRepository, ensureAuditIndexes } from '../storage/audit';
 import { authorizationsRepository } from '../storage/authorizations';
 import { inboxRepository } from '../storage/inbox';
+import { recordIdFor } from '../domain/ids';
+import { toResolvedRoute } from '../routing/callback-routes';
+import { loadSchemaRegistry, type SchemaRegistry } from '../routing/schema-registry';
 import { packagesRepository } from '../storage/packages';
 import { recordsRepository } from '../storage/records';
 import { verifiersRepository } from '../storage/verifiers';
@@ -34,15 +37,18 @@ export const DEFAULT_RELAY: RelayOptions = { intervalMs: 1_000, maxBackoffMs: 30
 /** How long a callback waits for Temporal to take the start before it goes to the inbox. */
 export const START_TIMEOUT_MS = 3_000;
 
-export function packageSource(config: Config, db: Db): PackageSource {
+export function packageSource(config: Config, db: Db, registry: SchemaRegistry): PackageSource {
   const records = recordsRepository(db);
   const packages = packagesRepository(db, config.GRIDFS_THRESHOLD_BYTES);
   const keyring = parseKeyring(config.CAK_MANAGED_KEYS);
   return {
-    async current(userId, schemaId) {
-      // One record per (issuerDid, userId, schemaId); the callback names no issuer, so the newest wins.
-      const [record] = await records.records.find({ userId, schemaId }).sort({ updatedAt: -1 }).limit(1).toArray();
-      const current = record ? await records.current(record._id) : undefined;
+    recordIdFor(userId, schemaId) {
+      // The callback names no issuer: the registry says which of our issuer DIDs issues the schema.
+      const issuerDid = registry.get(schemaId)?.issuerDid;
+      return issuerDid === undefined ? undefined : recordIdFor(config.ID_HMAC_SECRET, issuerDid, userId, schemaId);
+    },
+    async current(recordId) {
+      const current = await records.current(recordId);
       return current
         ? { recordId: current.record._id, version: current.version.version, manifest: current.version.manifest }
         : undefined;
@@ -62,11 +68,13 @@ export function authorizationApiDeps(
   overrides: { startTimeoutMs?: number } = {},
 ): AuthorizationApiDeps {
   const authorizations = authorizationsRepository(db);
-  const audit = auditRepository(db);
+  const audit = auditRepository(db, parseKeyring(config.CAK_AUDIT_KEYS));
+  const registry = loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS);
   const inbox = inboxRepository(db);
   const verifiers = verifiersRepository(db);
   const starter = authorizationStarter(temporal, {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
+    idSecret: config.ID_HMAC_SECRET,
     redriveWindowMs: config.AUTHORIZATION_REDRIVE_WINDOW_HOURS * 3_600_000,
     startTimeoutMs: overrides.startTimeoutMs ?? START_TIMEOUT_MS,
   });
@@ -79,6 +87,7 @@ export function authorizationApiDeps(
       inbox,
       deliveries,
       idSecret: config.ID_HMAC_SECRET,
+      accessWindowMs: (schemaId) => toResolvedRoute(registry.route(schemaId))?.accessWindowMs,
       log,
       onQueued: () => relay?.kick(),
     },
@@ -86,7 +95,7 @@ export function authorizationApiDeps(
       authorizations,
       audit,
       verifiers,
-      packages: packageSource(config, db),
+      packages: packageSource(config, db, registry),
       idSecret: config.ID_HMAC_SECRET,
       signedUrlSecret: config.SIGNED_URL_SECRET,
       signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
@@ -113,8 +122,6 @@ export function authorizationApiDeps(
 /** Indexes the authorization pipeline relies on (idempotent). */
 export async function ensureAuthorizationIndexes(db: Db): Promise<void> {
   await authorizationsRepository(db).ensureIndexes();
-  await auditRepository(db).ensureIndexes();
+  await ensureAuditIndexes(db);
   await inboxRepository(db).collection.createIndex({ nextAttemptAt: 1 }, { name: 'by_next_attempt' });
-  // `verify` and the Verifier API look records up by (userId, schemaId): the callback names no issuer
-  await db.collection('records').createIndex({ userId: 1, schemaId: 1 }, { name: 'by_user_schema' });
 }

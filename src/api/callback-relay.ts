@@ -1,6 +1,6 @@
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import type { AuthorizationInput, CallbackPayload } from '../domain/authorization';
-import { authorizationWorkflowId } from '../domain/callback';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { DELIVERY_SIGNAL, type AuthorizationInput, type CallbackPayload } from '../domain/authorization';
+import { authorizationWorkflowId, deliveryProofFor } from '../domain/callback';
 import type { Logger } from '../observability/logger';
 import type { InboxRepository } from '../storage/inbox';
 import { CakSchemaId, CakUserId, CakVerifierDid } from '../temporal/search-attributes';
@@ -9,14 +9,16 @@ import type { authorizationWorkflow } from '../workflows/authorization';
 /**
  * Starting AuthorizationWorkflow, for the callback route and for the inbox relay.
  *
- * Duplicate policy: the workflow id is the keyed hash of the dedup key, started with
- * - WorkflowIdReusePolicy REJECT_DUPLICATE: a closed run (completed, failed, anything) still owns
- *   its id for as long as Temporal retains it, so a later delivery never starts a second run;
- * - WorkflowIdConflictPolicy FAIL: a concurrent delivery of a running key is refused too.
- * Both refusals surface as WorkflowExecutionAlreadyStartedError, which we answer as `duplicate:
- * true`. (USE_EXISTING would also collapse concurrent starts, but SDK 1.24 does not tell the caller
- * whether it started the run or joined one, and the API reports exactly that.) Past retention the
- * unique `_id` of the authorization record and of its audit event keep a second run effect-free.
+ * Duplicate policy: the workflow id is the keyed hash of the dedup key, and a run holds it for
+ * the whole access window of the consent that started it (src/workflows/authorization.ts):
+ * - WorkflowIdConflictPolicy FAIL: a delivery while the run holds the key is refused as
+ *   WorkflowExecutionAlreadyStartedError, answered `duplicate: true`, and signalled to the run,
+ *   which treats it as a new consent only if it came after the window closed;
+ * - WorkflowIdReusePolicy ALLOW_DUPLICATE: once the run has closed (its window over, or a
+ *   revoked/unrouted run ended), a later delivery is a new consent and starts the next run.
+ * (USE_EXISTING would also collapse concurrent starts, but SDK 1.24 does not tell the caller
+ * whether it started the run or joined one, and the API reports exactly that.) The authorization
+ * record's window (`openWindow`) never extends for a delivery inside it, whatever run sees it.
  */
 
 /** Temporal could not take the start (down, unreachable, too slow): the caller falls back to the inbox. */
@@ -46,6 +48,8 @@ export interface AuthorizationStarter {
 
 export interface StarterOptions {
   taskQueue: string;
+  /** ID_HMAC_SECRET: signs each delivery's receipt time (the run's activities check it) */
+  idSecret: string;
   redriveWindowMs: number;
   /** give up on Temporal after this long and use the inbox instead */
   startTimeoutMs: number;
@@ -57,7 +61,7 @@ export function authorizationStartOptions(workflowId: string, taskQueue: string,
     workflowId,
     taskQueue,
     args: [input] as [AuthorizationInput],
-    workflowIdReusePolicy: 'REJECT_DUPLICATE' as const,
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE' as const,
     workflowIdConflictPolicy: 'FAIL' as const,
     typedSearchAttributes: [
       { key: CakUserId, value: input.userId },
@@ -71,25 +75,37 @@ export function authorizationStarter(client: Client, options: StarterOptions): A
   return {
     async start(authorizationId, payload, receivedAt, firstDelivery) {
       const workflowId = authorizationWorkflowId(authorizationId);
+      const at = receivedAt.toISOString();
+      const deliveryProof = deliveryProofFor(options.idSecret, authorizationId, at);
       const input: AuthorizationInput = {
         authorizationId,
         userId: payload.userId,
         verifierDid: payload.verifierDid,
         schemaId: payload.schemaId,
-        receivedAt: receivedAt.toISOString(),
+        receivedAt: at,
+        deliveryProof,
         redriveWindowMs: options.redriveWindowMs,
         ...(firstDelivery ? { firstDelivery } : {}),
       };
       try {
-        await client.withDeadline(Date.now() + options.startTimeoutMs, () =>
-          client.workflow.start<typeof authorizationWorkflow>(
-            'authorizationWorkflow',
-            authorizationStartOptions(workflowId, options.taskQueue, input),
-          ),
-        );
+        await client.withDeadline(Date.now() + options.startTimeoutMs, async () => {
+          try {
+            await client.workflow.start<typeof authorizationWorkflow>(
+              'authorizationWorkflow',
+              authorizationStartOptions(workflowId, options.taskQueue, input),
+            );
+          } catch (err) {
+            if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+            // The run that holds the key learns of this delivery: inside its access window it is a
+            // duplicate; after the window closed it is a new consent, which opens the next window.
+            await client.workflow.getHandle(workflowId).signal(DELIVERY_SIGNAL, { receivedAt: at, deliveryProof });
+            throw err;
+          }
+        });
         return { workflowId, duplicate: false };
       } catch (err) {
         if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, duplicate: true };
+        if (err instanceof WorkflowNotFoundError) return { workflowId, duplicate: true }; // closed between start and signal
         throw new TemporalUnavailableError(err);
       }
     },

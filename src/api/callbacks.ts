@@ -34,6 +34,8 @@ export interface CallbackRouteDeps {
   inbox: InboxRepository;
   deliveries: DeliveryLog;
   idSecret: string;
+  /** the access window of a schema's route (ms), which bounds how long a started run is remembered */
+  accessWindowMs: (schemaId: string) => number | undefined;
   log: Logger;
   /** called after a delivery went to the inbox (wakes the relay) */
   onQueued?: () => void;
@@ -58,14 +60,16 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
   let temporalSuspectUntil = 0;
 
   /**
-   * Workflow ids this process saw Temporal hold (started, or refused as already started). A repeat
-   * delivery of one of them is already durable: it is answered without another round trip. Bounded
-   * (oldest evicted) and short-lived, so it only spares Temporal the platform's retry bursts.
+   * Workflow ids whose run this process started, until (at the latest) that run's access window
+   * closes. A repeat delivery of one of them is a duplicate inside the window: it is answered
+   * without another round trip. Bounded (oldest evicted) and short-lived, so it only spares
+   * Temporal the platform's retry bursts; a delivery that may be a new consent always reaches the run.
    */
   const known = new Map<string, number>();
-  const remember = (workflowId: string) => {
+  const remember = (workflowId: string, schemaId: string) => {
+    const windowMs = deps.accessWindowMs(schemaId) ?? KNOWN_TTL_MS;
     known.delete(workflowId);
-    known.set(workflowId, Date.now() + KNOWN_TTL_MS);
+    known.set(workflowId, Date.now() + Math.min(KNOWN_TTL_MS, windowMs));
     if (known.size > KNOWN_MAX) known.delete(known.keys().next().value!);
   };
   const isKnown = (workflowId: string) => (known.get(workflowId) ?? 0) > Date.now();
@@ -81,7 +85,7 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
     if (Date.now() >= temporalSuspectUntil) {
       try {
         const started = await deps.starter.start(authorizationId, payload, now, messageId ? { messageId } : {});
-        remember(workflowId);
+        if (!started.duplicate) remember(workflowId, payload.schemaId);
         return { authorizationId, ...started, queued: false };
       } catch (err) {
         if (!(err instanceof TemporalUnavailableError)) throw err;

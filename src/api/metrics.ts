@@ -1,6 +1,6 @@
 import type { Db } from 'mongodb';
 import { createMetrics, databaseGauge, type Metrics } from '../observability/metrics';
-import { auditRepository } from '../storage/audit';
+import { auditRepository, type AuditKeys } from '../storage/audit';
 import { authorizationsRepository } from '../storage/authorizations';
 import { inboxRepository } from '../storage/inbox';
 import { issuancesRepository } from '../storage/issuances';
@@ -10,11 +10,11 @@ import { issuancesRepository } from '../storage/issuances';
  * route, and gauges read from the database at scrape time (a scrape while the database is down
  * reports the process metrics and leaves these out).
  */
-export function apiMetrics(db: Db): Metrics {
+export function apiMetrics(db: Db, auditKeys: AuditKeys): Metrics {
   const metrics = createMetrics('api');
   const issuances = issuancesRepository(db);
   const authorizations = authorizationsRepository(db);
-  const audit = auditRepository(db);
+  const audit = auditRepository(db, auditKeys);
   const inbox = inboxRepository(db);
   databaseGauge(metrics, {
     name: 'cak_issuances',

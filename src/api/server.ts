@@ -51,7 +51,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
     issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
     authorization,
-    metrics: apiMetrics(mongo.db(config.MONGODB_DB)),
+    metrics: apiMetrics(mongo.db(config.MONGODB_DB), parseKeyring(config.CAK_AUDIT_KEYS)),
     codec: {
       keyring: codecKeyring,
       bearerTokens: config.CODEC_AUTH_TOKENS,

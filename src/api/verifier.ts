@@ -7,7 +7,8 @@ import { PACKAGE_URL_PURPOSE, signPackageToken, verifyPackageToken } from '../do
 import { authorizationIdFor, callbackPayloadSchema } from '../domain/callback';
 import { AppError } from '../domain/errors';
 import type { AuditData, AuditRepository } from '../storage/audit';
-import type { AuthorizationsRepository } from '../storage/authorizations';
+import { isAccessAllowed } from '../domain/access';
+import type { AuthorizationDoc, AuthorizationsRepository } from '../storage/authorizations';
 import type { ManifestEntry } from '../storage/records';
 import type { VerifiersRepository } from '../storage/verifiers';
 
@@ -22,7 +23,9 @@ import type { VerifiersRepository } from '../storage/verifiers';
  * Verifier JWT (our choice; the platform documents none): ES256, `iss` = `sub` = the verifierDid,
  * `aud` = "cak-issuer", `exp` at most 10 minutes after `iat`, signed with a key an operator
  * registered for that DID (PUT /v1/admin/verifiers/keys); `kid` picks the key when given.
- * Every answer, granted or denied, is an audit event.
+ * Every answer, granted or denied, is an audit event. Both routes ask one rule, `isAccessAllowed`
+ * (src/domain/access.ts), and nothing else, at the moment they hand data out: a URL issued while
+ * access was open stops working the moment it is revoked or its window closes.
  */
 
 export const VERIFIER_TOKEN_AUDIENCE = 'cak-issuer';
@@ -36,8 +39,10 @@ export interface CurrentData {
 
 /** Where the data comes from (the issuance pipeline's records and packages, and the managed keyring). */
 export interface PackageSource {
-  /** the newest record for (userId, schemaId), with its current version's manifest */
-  current(userId: string, schemaId: string): Promise<CurrentData | undefined>;
+  /** the record of (userId, schemaId) at the issuer DID that issues the schema; undefined if none does */
+  recordIdFor(userId: string, schemaId: string): string | undefined;
+  /** the record with its current version's manifest */
+  current(recordId: string): Promise<CurrentData | undefined>;
   /** the inner ECIES package: the stored package with the issuer-managed outer layer removed */
   openPackage(recordId: string, packageId: string): Promise<Buffer | undefined>;
 }
@@ -59,6 +64,21 @@ export const dataQuery = z.strictObject({
 
 function denied(code: string, message: string): AppError {
   return new AppError(code, message, 403);
+}
+
+/** The access rule on the stored facts of one authorization; throws a 403 with the rule's code. */
+async function requireAccess(
+  authorizations: AuthorizationsRepository,
+  authorizationId: string,
+  onDenied: (reason: string) => Promise<unknown>,
+): Promise<AuthorizationDoc> {
+  const found = await authorizations.accessFacts(authorizationId);
+  const decision = isAccessAllowed(found?.facts, new Date());
+  if (!decision.allowed) {
+    await onDenied(decision.code);
+    throw denied(decision.code, decision.message);
+  }
+  return found!.doc;
 }
 
 function authenticateVerifier(verifiers: VerifiersRepository): RequestHandler {
@@ -121,17 +141,11 @@ export function verifierRoutes(deps: VerifierRouteDeps): Router {
     }
     const { userId, schemaId } = query.data;
     const authorizationId = authorizationIdFor(deps.idSecret, { userId, verifierDid, schemaId });
-    if (!(await deps.authorizations.isActive(authorizationId))) {
-      await audit(AuditEventType.VerifierDenied, {
-        authorizationId,
-        userId,
-        verifierDid,
-        schemaId,
-        reason: 'no-active-authorization',
-      });
-      throw denied('AUTHORIZATION_REQUIRED', 'no active authorization for this user, verifier and schema');
-    }
-    const current = await deps.packages.current(userId, schemaId);
+    await requireAccess(deps.authorizations, authorizationId, (reason) =>
+      audit(AuditEventType.VerifierDenied, { authorizationId, userId, verifierDid, schemaId, reason }),
+    );
+    const recordId = deps.packages.recordIdFor(userId, schemaId);
+    const current = recordId === undefined ? undefined : await deps.packages.current(recordId);
     if (!current) throw new AppError('NO_DATA', 'no data is held for this user and schema', 404);
     const exp = Math.floor(Date.now() / 1000) + deps.signedUrlTtlSeconds;
     const items = current.manifest.map((entry) => ({
@@ -173,15 +187,12 @@ export function verifierRoutes(deps: VerifierRouteDeps): Router {
       throw denied(check.reason === 'expired' ? 'URL_EXPIRED' : 'URL_INVALID', `package URL ${check.reason}`);
     }
     const { aid, rid, pid } = check.claims;
-    const authorization = await deps.authorizations.get(aid);
-    if (authorization?.state !== 'active') {
-      await audit(AuditEventType.VerifierDenied, {
-        authorizationId: aid,
-        recordId: rid,
-        packageId: pid,
-        reason: 'not-active',
-      });
-      throw denied('AUTHORIZATION_REQUIRED', 'the authorization behind this URL is no longer active');
+    const authorization = await requireAccess(deps.authorizations, aid, (reason) =>
+      audit(AuditEventType.VerifierDenied, { authorizationId: aid, recordId: rid, packageId: pid, reason }),
+    );
+    // the URL names the record, but the record is the one the authorization's (user, schema) derives
+    if (deps.packages.recordIdFor(authorization.userId, authorization.schemaId) !== rid) {
+      throw denied('URL_INVALID', 'package URL does not belong to this authorization');
     }
     const inner = await deps.packages.openPackage(rid, pid);
     if (!inner)

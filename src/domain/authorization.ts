@@ -10,11 +10,16 @@ export interface CallbackPayload {
   schemaId: string;
 }
 
-/** The workflow input: the payload plus the keyed id of its dedup key. */
+/**
+ * The workflow input: the payload plus the keyed id of its dedup key. Nothing in it is trusted:
+ * the activities recompute `authorizationId` from the payload and check `deliveryProof`, a keyed
+ * hash of (authorizationId, receivedAt) that only a process holding ID_HMAC_SECRET can make.
+ */
 export interface AuthorizationInput extends CallbackPayload {
   authorizationId: string;
-  /** ISO time the first delivery was acknowledged (by the API or the inbox relay) */
+  /** ISO time the delivery that opens this run was acknowledged (by the API or the inbox relay) */
   receivedAt: string;
+  deliveryProof: string;
   /** how long an unrouted / no-data authorization waits for a re-drive signal (ms) */
   redriveWindowMs: number;
   /** the delivery that started this run directly (absent when the inbox relay started it): the
@@ -23,11 +28,20 @@ export interface AuthorizationInput extends CallbackPayload {
 }
 
 /**
- * States of an authorization record. `received` (delivery acknowledged, workflow not yet past
- * verify) -> `no-data` | `unrouted` | `active` (grant-access ran) | `routed` (handlers without
- * grant-access ran); `revoked` is terminal and set only by an operator.
+ * The routing state of an authorization record, written by its run only: `received` (delivery
+ * acknowledged, run not yet past verify) -> `no-data` | `unrouted` | `active` (grant-access ran) |
+ * `routed` (handlers without grant-access ran). Revocation and the access window are kept beside
+ * it (src/domain/access.ts decides from all three); listings show them as `revoked` / `expired`.
  */
-export type AuthorizationState = 'received' | 'no-data' | 'unrouted' | 'active' | 'routed' | 'revoked';
+export type AuthorizationState = 'received' | 'no-data' | 'unrouted' | 'active' | 'routed';
+export type AuthorizationViewState = AuthorizationState | 'revoked' | 'expired';
+
+/** A later delivery of the same key, signalled to the run that holds it. */
+export interface DeliverySignal {
+  receivedAt: string;
+  deliveryProof: string;
+}
+export const DELIVERY_SIGNAL = 'delivery';
 
 export const CALLBACK_HANDLERS = ['grant-access', 'notify', 'log-only'] as const;
 export type CallbackHandlerName = (typeof CALLBACK_HANDLERS)[number];
@@ -35,6 +49,7 @@ export type CallbackHandlerName = (typeof CALLBACK_HANDLERS)[number];
 /** What `resolveRoute` hands the workflow: the handlers registered for the schema, in order. */
 export interface ResolvedRoute {
   handlers: CallbackHandlerName[];
+  accessWindowMs: number;
 }
 
 export type AuthorizationOutcome = 'routed' | 'active' | 'no-data' | 'unrouted' | 'revoked';
@@ -44,6 +59,8 @@ export interface AuthorizationResult {
   outcome: AuthorizationOutcome;
   handlers: CallbackHandlerName[];
   redriven: number;
+  /** end of the access window this run held */
+  accessUntil?: string;
 }
 
 /** Signal an operator sends (via the admin API) to re-drive an unrouted or no-data authorization. */
@@ -53,6 +70,8 @@ export const REDRIVE_SIGNAL = 'redrive';
 export const AuthorizationFailureType = {
   NotifyRejected: 'NotifyRejected',
   NotifyTargetMissing: 'NotifyTargetMissing',
+  /** the input's ids or delivery proof do not match what they derive from: not our run */
+  ForgedInput: 'ForgedInput',
 } as const;
 
 /** Audit event types. */
@@ -60,6 +79,8 @@ export const AuditEventType = {
   Authorization: 'authorization',
   AuthorizationRedriven: 'authorization.redriven',
   AuthorizationRevoked: 'authorization.revoked',
+  AuthorizationReinstated: 'authorization.reinstated',
+  AuthorizationExpired: 'authorization.expired',
   VerifierManifest: 'verifier.manifest',
   VerifierPackage: 'verifier.package',
   VerifierDenied: 'verifier.denied',

@@ -1,7 +1,7 @@
-import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import type { CallbackPayload } from './authorization';
 import { AppError } from './errors';
+import { keyedHash } from './ids';
 import { didSchema } from './issuance-request';
 
 /**
@@ -49,16 +49,14 @@ function reject(code: string, message: string, field: string): never {
   throw new AppError(code, message, 400, { field });
 }
 
-function keyedHash(secret: string, parts: readonly string[]): string {
-  const mac = createHmac('sha256', secret);
-  // length-prefixed, so ('ab','c') and ('a','bc') differ
-  for (const part of parts) mac.update(`${Buffer.byteLength(part)}:${part};`);
-  return mac.digest().subarray(0, 18).toString('base64url');
-}
-
 /** The authorization id: a keyed hash of the dedup key, stable across deliveries and processes. */
 export function authorizationIdFor(secret: string, payload: CallbackPayload): string {
   return `auth_${keyedHash(secret, ['authorization', payload.userId, payload.verifierDid, payload.schemaId])}`;
+}
+
+/** Proof that a process holding the id secret acknowledged this delivery (checked by the run's activities). */
+export function deliveryProofFor(secret: string, authorizationId: string, receivedAt: string): string {
+  return keyedHash(secret, ['delivery', authorizationId, receivedAt], 32);
 }
 
 /** Temporal stores workflow ids in plain text: the id carries only the keyed hash. */

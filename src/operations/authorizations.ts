@@ -1,6 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import { REDRIVE_SIGNAL, type AuthorizationState } from '../domain/authorization';
+import { isAccessAllowed } from '../domain/access';
+import {
+  AuditEventType,
+  REDRIVE_SIGNAL,
+  type AuthorizationState,
+  type AuthorizationViewState,
+} from '../domain/authorization';
 import { authorizationWorkflowId } from '../domain/callback';
+import type { AuditRepository } from '../storage/audit';
 import type { AuthorizationsRepository } from '../storage/authorizations';
 
 /**
@@ -15,7 +23,8 @@ export const AUTHORIZATION_STATES = [
   'active',
   'routed',
   'revoked',
-] as const satisfies readonly AuthorizationState[];
+  'expired',
+] as const satisfies readonly AuthorizationViewState[];
 
 /** The states whose run waits for an operator's re-drive (docs/callbacks.md). */
 export const REDRIVABLE_STATES: readonly AuthorizationState[] = ['unrouted', 'no-data'];
@@ -26,7 +35,9 @@ export interface AuthorizationView {
   userId: string;
   verifierDid: string;
   schemaId: string;
-  state: AuthorizationState;
+  /** the routing state, or `revoked` / `expired` where the access rule says so */
+  state: AuthorizationViewState;
+  accessUntil?: Date;
   handlers: string[];
   deliveries: number;
   redriven: number;
@@ -36,17 +47,28 @@ export interface AuthorizationView {
 /** Authorizations (optionally in one state), oldest update first, with their delivery counts. */
 export async function listAuthorizations(
   authorizations: AuthorizationsRepository,
-  query: { state?: AuthorizationState; limit: number },
+  query: { state?: AuthorizationViewState; limit: number },
 ): Promise<AuthorizationView[]> {
   const docs = await authorizations.list(query.state ? { state: query.state } : {}, query.limit);
   const counts = await Promise.all(docs.map((d) => authorizations.countDeliveries(d._id)));
+  const revoked = await Promise.all(docs.map((d) => authorizations.isRevoked(d._id)));
+  const now = new Date();
+  const viewState = (d: (typeof docs)[number], i: number): AuthorizationViewState => {
+    if (revoked[i]) return 'revoked';
+    const decision = isAccessAllowed(
+      { state: d.state, revoked: false, ...(d.accessUntil ? { accessUntil: d.accessUntil } : {}) },
+      now,
+    );
+    return !decision.allowed && decision.code === 'AUTHORIZATION_EXPIRED' ? 'expired' : d.state;
+  };
   return docs.map((d, i) => ({
     authorizationId: d._id,
     workflowId: d.workflowId,
     userId: d.userId,
     verifierDid: d.verifierDid,
     schemaId: d.schemaId,
-    state: d.state,
+    state: viewState(d, i),
+    ...(d.accessUntil ? { accessUntil: d.accessUntil } : {}),
     handlers: d.handlers,
     deliveries: counts[i]!,
     redriven: d.redriven,
@@ -93,4 +115,35 @@ export async function redriveAuthorization(
   if (!REDRIVABLE_STATES.includes(doc.state)) return { outcome: 'not-redrivable', authorizationId, state: doc.state };
   if (!(await redrive(workflowId))) return { outcome: 'run-closed', authorizationId, workflowId };
   return { outcome: 'signalled', authorizationId, workflowId };
+}
+
+export type RevocationResult =
+  { outcome: 'not-found'; authorizationId: string } | { outcome: 'changed' | 'unchanged'; authorizationId: string };
+
+/**
+ * An operator's revocation, or the reinstatement that lifts it, each audited. A revocation stands
+ * against every later consent until an operator reinstates; reinstating gives back what the access
+ * window still allows (a closed window needs a new consent).
+ */
+export async function setRevocation(
+  authorizations: AuthorizationsRepository,
+  audit: AuditRepository,
+  authorizationId: string,
+  action: 'revoke' | 'reinstate',
+  by: string,
+): Promise<RevocationResult> {
+  const doc = await authorizations.get(authorizationId);
+  if (!doc) return { outcome: 'not-found', authorizationId };
+  const changed =
+    action === 'revoke'
+      ? await authorizations.revoke(authorizationId, by)
+      : await authorizations.reinstate(authorizationId);
+  if (changed) {
+    await audit.append(
+      `${action}:${authorizationId}:${randomUUID()}`,
+      action === 'revoke' ? AuditEventType.AuthorizationRevoked : AuditEventType.AuthorizationReinstated,
+      { authorizationId, userId: doc.userId, verifierDid: doc.verifierDid, schemaId: doc.schemaId, by },
+    );
+  }
+  return { outcome: changed ? 'changed' : 'unchanged', authorizationId };
 }

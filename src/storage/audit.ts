@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { Db } from 'mongodb';
 import type { AuditEventTypeName } from '../domain/authorization';
 import { canonicalJson } from '../domain/safe-json';
@@ -6,7 +6,11 @@ import { isDuplicateKey } from './duplicate-key';
 
 /**
  * The append-only, hash-chained audit trail (`audit_events`). Each event carries `seq` (0, 1, 2,
- * ...), the hash of its predecessor and its own hash over (seq, prevHash, key, type, at, data).
+ * ...), the link of its predecessor and its own link: an HMAC-SHA256 over (seq, prevHash, key,
+ * type, at, data) under the audit keyring (CAK_AUDIT_KEYS), whose key id the event names. The
+ * database never holds the keys, so whoever can write to it but lacks them cannot forge a chain
+ * that verifies: editing an event and recomputing every link with a plain hash still fails at
+ * the edited event.
  *
  * FerretDB has no transactions, so appends are made safe by unique indexes instead:
  * - `_id` is the event's idempotency key (e.g. `authorization:<authorizationId>`): a retried
@@ -20,11 +24,19 @@ import { isDuplicateKey } from './duplicate-key';
 
 export type AuditData = Record<string, string | number | boolean | null>;
 
+/** The audit keyring, as the composition root parses it (a structural subset of crypto's Keyring). */
+export interface AuditKeys {
+  activeKeyId: string;
+  keys: ReadonlyMap<string, Uint8Array>;
+}
+
 export interface AuditEvent {
   _id: string;
   seq: number;
   prevHash: string;
+  /** HMAC-SHA256 (hex) under the audit key `kid` */
   hash: string;
+  kid: string;
   type: AuditEventTypeName;
   /** ISO-8601, part of the hashed content */
   at: string;
@@ -40,16 +52,20 @@ interface TipDoc {
 export const GENESIS_HASH = '0'.repeat(64);
 const MAX_APPEND_ATTEMPTS = 1_000;
 
-export function auditHash(event: Omit<AuditEvent, 'hash'>): string {
+/** The event's link, or undefined when its key id is not in the keyring. */
+export function auditHash(keys: AuditKeys, event: Omit<AuditEvent, 'hash'>): string | undefined {
+  const key = keys.keys.get(event.kid);
+  if (!key) return undefined;
   const content = canonicalJson({
     seq: event.seq,
     prevHash: event.prevHash,
+    kid: event.kid,
     key: event._id,
     type: event.type,
     at: event.at,
     data: event.data,
   });
-  return createHash('sha256').update(content).digest('hex');
+  return createHmac('sha256', key).update(content).digest('hex');
 }
 
 export type ChainBreak = { seq: number; eventId: string; reason: string };
@@ -57,12 +73,17 @@ export type ChainReport = { ok: true; events: number; tipHash: string } | ({ ok:
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function auditRepository(db: Db) {
+/** `seq` is unique: of two appenders that read the same tip, one insert wins. */
+export function ensureAuditIndexes(db: Db): Promise<string> {
+  return db.collection<AuditEvent>('audit_events').createIndex({ seq: 1 }, { unique: true, name: 'seq_unique' });
+}
+
+export function auditRepository(db: Db, keys: AuditKeys) {
   const events = db.collection<AuditEvent>('audit_events');
   const tips = db.collection<TipDoc>('audit_tip');
   let indexes: Promise<unknown> | undefined;
   const ensureIndexes = () =>
-    (indexes ??= events.createIndex({ seq: 1 }, { unique: true, name: 'seq_unique' }).catch((err) => {
+    (indexes ??= ensureAuditIndexes(db).catch((err) => {
       indexes = undefined;
       throw err;
     }));
@@ -108,8 +129,16 @@ export function auditRepository(db: Db) {
         const existing = await events.findOne({ _id: key });
         if (existing) return existing;
         const tip = await readTip();
-        const base = { _id: key, seq: tip.seq + 1, prevHash: tip.hash, type, at: now.toISOString(), data };
-        const event: AuditEvent = { ...base, hash: auditHash(base) };
+        const base = {
+          _id: key,
+          seq: tip.seq + 1,
+          prevHash: tip.hash,
+          kid: keys.activeKeyId,
+          type,
+          at: now.toISOString(),
+          data,
+        };
+        const event: AuditEvent = { ...base, hash: auditHash(keys, base)! };
         try {
           await events.insertOne(event);
           await advanceTip(event);
@@ -137,8 +166,16 @@ export function auditRepository(db: Db) {
           return { ok: false, events: expectedSeq, ...at, reason: 'prevHash does not match the previous event' };
         }
         const { hash, ...rest } = event;
-        if (auditHash(rest) !== hash)
-          return { ok: false, events: expectedSeq, ...at, reason: 'content does not match its hash' };
+        const expected = auditHash(keys, rest);
+        if (expected === undefined)
+          return {
+            ok: false,
+            events: expectedSeq,
+            ...at,
+            reason: `audit key "${String(event.kid)}" is not in the keyring`,
+          };
+        if (expected !== hash)
+          return { ok: false, events: expectedSeq, ...at, reason: 'content does not match its keyed hash' };
         prevHash = hash;
         expectedSeq += 1;
       }

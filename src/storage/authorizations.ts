@@ -1,5 +1,11 @@
-import type { Db } from 'mongodb';
-import type { AuthorizationState, CallbackHandlerName, CallbackPayload } from '../domain/authorization';
+import type { Db, Filter } from 'mongodb';
+import type { AccessFacts } from '../domain/access';
+import type {
+  AuthorizationState,
+  AuthorizationViewState,
+  CallbackHandlerName,
+  CallbackPayload,
+} from '../domain/authorization';
 import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
 import { countByField } from './mongo';
 
@@ -40,14 +46,23 @@ export interface AuthorizationDoc extends CallbackPayload {
   redriven: number;
   workflowId: string;
   firstSeenAt: Date;
-  lastDeliveryAt?: Date;
   updatedAt: Date;
+  /** the current access window: opened by the delivery received at `accessFrom` */
+  accessFrom?: Date;
+  accessUntil?: Date;
+  /** how many access windows consents have opened */
+  consents?: number;
+  /** listing hint only: `authorization_revocations` is what access checks read */
   revokedAt?: Date;
   revokedBy?: string;
 }
 
-/** States `grant-access` may move from: never from `revoked` (a revocation sticks). */
-const GRANTABLE: AuthorizationState[] = ['received', 'no-data', 'unrouted', 'active', 'routed'];
+export interface AccessWindow {
+  accessFrom: Date;
+  accessUntil: Date;
+  /** false when the delivery fell inside a window already open (a retry: nothing moved) */
+  opened: boolean;
+}
 
 async function retryOnDuplicate<T>(op: () => Promise<T>): Promise<T> {
   // Two concurrent upserts of a new _id: one inserts, the other gets E11000 and now simply matches.
@@ -147,56 +162,81 @@ export function authorizationsRepository(db: Db) {
       return doc;
     },
 
-    /** Moves to `state` unless revoked; returns the state the record ends in. */
-    async settle(
-      id: string,
-      state: Exclude<AuthorizationState, 'revoked' | 'received'>,
-      handlers: CallbackHandlerName[],
-    ): Promise<AuthorizationState | undefined> {
-      if (await revocations.findOne({ _id: id })) return 'revoked';
+    /** Records the route's outcome (the run is the only writer of `state`). */
+    async settle(id: string, state: Exclude<AuthorizationState, 'received'>, handlers: CallbackHandlerName[]) {
+      await collection.updateOne({ _id: id }, { $set: { state, handlers, updatedAt: new Date() } });
+    },
+
+    /**
+     * Opens the access window of the delivery received at `receivedAt`, unless that delivery falls
+     * inside the window already open (a retry, or the same delivery again): windows never extend.
+     */
+    async openWindow(id: string, receivedAt: Date, windowMs: number): Promise<AccessWindow> {
+      const doc = await collection.findOne({ _id: id }, { projection: { accessFrom: 1, accessUntil: 1, consents: 1 } });
+      if (doc?.accessFrom && doc.accessUntil && receivedAt < doc.accessUntil) {
+        return { accessFrom: doc.accessFrom, accessUntil: doc.accessUntil, opened: false };
+      }
+      const window = { accessFrom: receivedAt, accessUntil: new Date(receivedAt.getTime() + windowMs) };
       await collection.updateOne(
-        { _id: id, state: { $in: GRANTABLE } },
-        { $set: { state, handlers, updatedAt: new Date() } },
+        { _id: id },
+        { $set: { ...window, consents: (doc?.consents ?? 0) + 1, updatedAt: new Date() } },
       );
-      return (await collection.findOne({ _id: id }, { projection: { state: 1 } }))?.state;
+      return { ...window, opened: true };
     },
 
     async countRedrive(id: string): Promise<void> {
       await collection.updateOne({ _id: id }, { $inc: { redriven: 1 }, $set: { updatedAt: new Date() } });
     },
 
+    isRevoked: async (id: string) => (await revocations.findOne({ _id: id })) !== null,
+
     /** Operator revocation; true when this call revoked it (false: already revoked). */
     async revoke(id: string, by: string, now = new Date()): Promise<boolean> {
-      let first = true;
       try {
         await revocations.insertOne({ _id: id, by, at: now });
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
-        first = false;
+        return false;
       }
-      await collection.updateOne(
-        { _id: id },
-        { $set: { state: 'revoked', revokedAt: now, revokedBy: by, updatedAt: now } },
-      );
-      return first;
+      await collection.updateOne({ _id: id }, { $set: { revokedAt: now, revokedBy: by } });
+      return true;
+    },
+
+    /** Operator reinstatement: lifts a revocation; true when one stood. */
+    async reinstate(id: string): Promise<boolean> {
+      const { deletedCount } = await revocations.deleteOne({ _id: id });
+      await collection.updateOne({ _id: id }, { $unset: { revokedAt: '', revokedBy: '' } });
+      return deletedCount > 0;
     },
 
     get: (id: string) => collection.findOne({ _id: id }),
 
-    /** Access check: granted by `grant-access` and not revoked. */
-    async isActive(id: string): Promise<boolean> {
-      const active = await collection.findOne({ _id: id, state: 'active' }, { projection: { _id: 1 } });
-      return active !== null && (await revocations.findOne({ _id: id })) === null;
+    /** What the access rule (src/domain/access.ts) decides from: the record and any standing revocation. */
+    async accessFacts(id: string): Promise<{ doc: AuthorizationDoc; facts: AccessFacts } | undefined> {
+      const [doc, revocation] = await Promise.all([collection.findOne({ _id: id }), revocations.findOne({ _id: id })]);
+      if (!doc) return undefined;
+      return {
+        doc,
+        facts: {
+          state: doc.state,
+          revoked: revocation !== null,
+          ...(doc.accessUntil ? { accessUntil: doc.accessUntil } : {}),
+        },
+      };
     },
 
     countByState: () => countByField(collection, 'state'),
 
-    list(filter: { state?: AuthorizationState }, limit = 100) {
-      return collection
-        .find(filter.state ? { state: filter.state } : {})
-        .sort({ updatedAt: 1 })
-        .limit(limit)
-        .toArray();
+    /** Oldest update first; `revoked` and `expired` are read from the revocations and the windows. */
+    async list(filter: { state?: AuthorizationViewState }, limit = 100, now = new Date()) {
+      let query: Filter<AuthorizationDoc> = filter.state ? { state: filter.state as AuthorizationState } : {};
+      if (filter.state === 'revoked') {
+        const ids = await revocations.find({}, { projection: { _id: 1 } }).toArray();
+        query = { _id: { $in: ids.map((r) => r._id) } };
+      } else if (filter.state === 'expired') {
+        query = { state: 'active', accessUntil: { $lte: now } };
+      }
+      return collection.find(query).sort({ updatedAt: 1 }).limit(limit).toArray();
     },
   };
 }

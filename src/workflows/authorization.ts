@@ -1,8 +1,18 @@
-import { ActivityFailure, condition, defineSignal, proxyActivities, setHandler } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  condition,
+  continueAsNew,
+  defineSignal,
+  proxyActivities,
+  setHandler,
+  sleep,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
   AuthorizationFailureType,
+  DELIVERY_SIGNAL,
   REDRIVE_SIGNAL,
+  type DeliverySignal,
   type AuthorizationInput,
   type AuthorizationOutcome,
   type AuthorizationResult,
@@ -32,54 +42,75 @@ const {
   resolveAuthorizationRoute,
   settleAuthorization,
   auditAuthorization,
+  expireAuthorization,
   countAuthorizationRedrive,
 } = proxyActivities<Activities>(storageOptions);
 const { notifyAuthorization } = proxyActivities<Activities>(notifyOptions);
 
 export const redriveSignal = defineSignal(REDRIVE_SIGNAL);
+export const deliverySignal = defineSignal<[DeliverySignal]>(DELIVERY_SIGNAL);
 
 interface RouteResult {
   outcome: AuthorizationOutcome;
   handlers: CallbackHandlerName[];
   failedHandlers: CallbackHandlerName[];
+  accessUntil?: string;
 }
 
 /**
- * One run per (userId, verifierDid, schemaId): verify -> route -> audit. An authorization left
- * `unrouted` or `no-data` waits (up to `redriveWindowMs`) for an operator's re-drive signal, then
- * goes round again; each pass writes its own audit event.
+ * One run per consent of (userId, verifierDid, schemaId): verify -> route -> audit, then the run
+ * holds the key for the access window, so duplicate deliveries collapse onto it. When the window
+ * closes the expiry is audited; a delivery that arrived after the close is a new consent and the
+ * run continues as new from it. An authorization left `unrouted` or `no-data` waits (up to
+ * `redriveWindowMs`) for an operator's re-drive signal, then goes round again; each pass writes
+ * its own audit event.
  */
 export async function authorizationWorkflow(input: AuthorizationInput): Promise<AuthorizationResult> {
   let redriveRequested = false;
+  let latest: DeliverySignal | undefined;
   setHandler(redriveSignal, () => void (redriveRequested = true));
+  setHandler(deliverySignal, (delivery) => {
+    if (!latest || delivery.receivedAt > latest.receivedAt) latest = delivery;
+  });
 
   for (let redrive = 0; ; redrive += 1) {
     const result = await verifyAndRoute(input);
     await auditAuthorization(input, result, redrive);
     const waitsForOperator = result.outcome === 'unrouted' || result.outcome === 'no-data';
-    if (!waitsForOperator || !(await condition(() => redriveRequested, input.redriveWindowMs))) {
-      return {
-        authorizationId: input.authorizationId,
-        outcome: result.outcome,
-        handlers: result.handlers,
-        redriven: redrive,
-      };
+    if (waitsForOperator && (await condition(() => redriveRequested, input.redriveWindowMs))) {
+      redriveRequested = false;
+      await countAuthorizationRedrive(input.authorizationId);
+      continue;
     }
-    redriveRequested = false;
-    await countAuthorizationRedrive(input.authorizationId);
+    if (result.accessUntil !== undefined) {
+      const accessUntil = result.accessUntil;
+      await sleep(Math.max(1, Date.parse(accessUntil) - Date.now()));
+      await expireAuthorization(input, accessUntil);
+      if (latest && latest.receivedAt >= accessUntil) {
+        // a consent that came after the window closed opens the next one
+        return continueAsNew<typeof authorizationWorkflow>({ ...input, ...latest, firstDelivery: undefined });
+      }
+    }
+    return {
+      authorizationId: input.authorizationId,
+      outcome: result.outcome,
+      handlers: result.handlers,
+      redriven: redrive,
+      ...(result.accessUntil !== undefined ? { accessUntil: result.accessUntil } : {}),
+    };
   }
 }
 
 async function verifyAndRoute(input: AuthorizationInput): Promise<RouteResult> {
   const verified = await verifyAuthorization(input);
-  if (verified.state === 'revoked') return { outcome: 'revoked', handlers: [], failedHandlers: [] };
-
   const route = await resolveAuthorizationRoute(input.schemaId);
   if (!route) return settled(input, 'unrouted', []);
   if (!verified.hasData) return settled(input, 'no-data', []);
 
   const failedHandlers: CallbackHandlerName[] = [];
-  if (route.handlers.includes('notify')) {
+  // A consent under an operator's revocation is recorded (its window opens, and an operator's
+  // reinstatement gives it effect) but notifies nobody while the revocation stands.
+  if (route.handlers.includes('notify') && !verified.revoked) {
     try {
       await notifyAuthorization(input);
     } catch (err) {
@@ -96,6 +127,11 @@ async function settled(
   state: 'active' | 'routed' | 'unrouted' | 'no-data',
   handlers: CallbackHandlerName[],
 ): Promise<RouteResult> {
-  const final = await settleAuthorization(input.authorizationId, state, handlers);
-  return { outcome: final === 'revoked' ? 'revoked' : state, handlers, failedHandlers: [] };
+  const final = await settleAuthorization(input, state, handlers);
+  return {
+    outcome: final.revoked ? 'revoked' : state,
+    handlers,
+    failedHandlers: [],
+    ...(final.accessUntil !== undefined ? { accessUntil: final.accessUntil } : {}),
+  };
 }

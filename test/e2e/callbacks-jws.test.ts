@@ -62,7 +62,7 @@ describe('authorization callbacks signed with jws-es256', () => {
     const userId = `user-${run}`;
     await seedRecord(stack.db, { userId, schemaId: 'kyc-basic' });
     const consent = await verifier.obtainConsent({
-      issuerDid: `did:air:issuer-${run}`,
+      issuerDid: 'did:air:id:cak-dev-issuer',
       userId,
       schemaId: 'kyc-basic',
       curve: 'secp256r1',

@@ -1,3 +1,4 @@
+import { testAuditKeys } from '../support/temporal';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Db } from 'mongodb';
@@ -46,7 +47,7 @@ describe('authorization callbacks end to end', () => {
   let worker: RunningWorker;
   let database: { db: Db; close(): Promise<void> };
   const run = randomUUID().slice(0, 8);
-  const issuerDid = `did:air:issuer-${run}`;
+  const issuerDid = 'did:air:id:cak-dev-issuer';
   const userId = `user-${run}`;
   const curve: Curve = 'secp256r1';
   const fields = { fullName: `Ada ${run}`, documentNumber: `X-${run}` };
@@ -147,7 +148,7 @@ describe('authorization callbacks end to end', () => {
     expect(plain.get('fields')!.equals(Buffer.from(canonicalJson(fields)))).toBe(true);
     expect(plain.get('id-front')!.equals(front)).toBe(true);
 
-    const audit = auditRepository(database.db);
+    const audit = auditRepository(database.db, testAuditKeys());
     // the audit step follows the grant: wait for it
     await eventually(
       () => audit.count({ type: 'authorization' }),
@@ -220,7 +221,7 @@ describe('authorization callbacks end to end', () => {
     await alice.waitForDelivery(consent.callbackRecordId);
     expect((await alice.requestData(userId, 'kyc-basic')).status).toBe(403);
 
-    const audit = auditRepository(database.db);
+    const audit = auditRepository(database.db, testAuditKeys());
     expect(await audit.count({ type: 'authorization.revoked' })).toBe(1);
     expect(await audit.count({ type: 'verifier.denied' })).toBeGreaterThanOrEqual(6);
     expect(await audit.verifyChain()).toMatchObject({ ok: true });

@@ -67,11 +67,11 @@ describe('issuer API access: client credentials, Partner JWTs, JWKS, rate limits
       headers: { ...API_KEY_HEADER, 'content-type': 'application/json' },
       body: JSON.stringify({
         userId: uniqueId('auth'),
-        issuerDid: 'did:air:auth',
+        issuerDid: 'did:air:id:cak-dev-issuer',
         credentialId: 'prog-kyc-basic',
         schemaId: 'kyc-basic',
         cakPublicKey: system.emulator.controls.cakPublicKey(
-          { userId: 'u', issuerDid: 'did:air:auth', schemaId: 'kyc-basic' },
+          { userId: 'u', issuerDid: 'did:air:id:cak-dev-issuer', schemaId: 'kyc-basic' },
           'secp256r1',
         ),
         credentialSubject: {},

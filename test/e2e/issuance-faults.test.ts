@@ -23,7 +23,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function issuanceBody(userId: string) {
   return {
     userId,
-    issuerDid: 'did:air:faults',
+    issuerDid: 'did:air:id:cak-dev-issuer',
     credentialId: 'prog-kyc-basic',
     schemaId: 'kyc-basic',
     credentialSubject: { kycLevel: 1 },

@@ -92,7 +92,7 @@ describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium
       headers: { ...API_KEY_HEADER, 'content-type': 'application/json', 'idempotency-key': uniqueId('idem') },
       body: JSON.stringify({
         userId,
-        issuerDid: 'did:air:webui-issuer',
+        issuerDid: 'did:air:id:cak-dev-issuer',
         credentialId: 'prog-kyc-basic',
         schemaId: 'kyc-basic',
         credentialSubject: { kycLevel: 1 },

@@ -1,3 +1,4 @@
+import { testAuditKeys } from '../support/temporal';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
@@ -39,7 +40,7 @@ describe('the hash-chained audit trail', () => {
   });
 
   it('concurrent appenders never fork the chain, and a key is appended once', async () => {
-    const audit = auditRepository(stack.db);
+    const audit = auditRepository(stack.db, testAuditKeys());
     const keys = Array.from({ length: 60 }, (_, i) => `test:${randomUUID()}:${i}`);
     // every key three times, 30 appenders at once
     const events = await inParallel(

@@ -1,3 +1,4 @@
+import { testAuditKeys } from '../support/temporal';
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../../src/config';
@@ -93,7 +94,7 @@ describe('authorization callbacks: exactly once', () => {
       (n) => n === 1_000,
     );
 
-    const audit = auditRepository(stack.db);
+    const audit = auditRepository(stack.db, testAuditKeys());
     expect(await audit.count({ type: 'authorization' })).toBe(100);
     expect(await audit.verifyChain()).toMatchObject({ ok: true, events: 100 });
     expect(await stack.db.collection('callback_inbox').countDocuments({})).toBe(0);

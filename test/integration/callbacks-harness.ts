@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { MongoClient, type Db } from 'mongodb';
 import { startApi, type ApiHandle } from '../../src/api/server';
-import { DEV_CALLBACK_SECRET, type Config } from '../../src/config';
+import { DEV_CALLBACK_SECRET, DEV_ISSUER_DID, type Config } from '../../src/config';
+import { recordIdFor } from '../../src/domain/ids';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { signStandardWebhook } from '../../src/platform/callback-signature';
 import { freePort } from '../support/ports';
@@ -91,10 +92,11 @@ export async function openDb(config: Config): Promise<{ db: Db; close(): Promise
 export async function seedRecord(db: Db, payload: Pick<CallbackPayload, 'userId' | 'schemaId'>): Promise<void> {
   const now = new Date();
   await db.collection<{ _id: string }>('records').updateOne(
-    { _id: `rec_${payload.userId}_${payload.schemaId}` },
+    { _id: recordIdFor(testConfig().ID_HMAC_SECRET, DEV_ISSUER_DID, payload.userId, payload.schemaId) },
     {
       $set: {
-        issuerDid: 'did:air:id:test-issuer',
+        clientId: 'dev',
+        issuerDid: DEV_ISSUER_DID,
         userId: payload.userId,
         schemaId: payload.schemaId,
         currentVersion: 1,

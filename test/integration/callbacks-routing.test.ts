@@ -12,7 +12,7 @@ import { Worker } from '@temporalio/worker';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { freePort } from '../support/ports';
-import { workflowBundle } from '../support/temporal';
+import { workflowBundle, testAuditKeys } from '../support/temporal';
 import {
   callbackConfig,
   eventually,
@@ -47,15 +47,18 @@ describe('authorization routing', () => {
 
   const registry = (extra: string, hookUrl: string) => `schemas:
   notified:
+    programs: [prog-notified]
     allowedItemKinds: [fields]
     callback:
       handlers: [grant-access, notify]
       notifyUrl: ${hookUrl}
   logged:
+    programs: [prog-logged]
     allowedItemKinds: [fields]
     callback:
       handlers: [log-only]
   later:
+    programs: [prog-later]
     allowedItemKinds: [fields]
 ${extra}`;
 
@@ -74,7 +77,7 @@ ${extra}`;
   /** The audit step runs after the state is settled: wait for its event. */
   const auditEvent = (eventKey: string) =>
     eventually(
-      () => auditRepository(stack.db).get(eventKey),
+      () => auditRepository(stack.db, testAuditKeys()).get(eventKey),
       (e) => e !== null,
     );
   const key = (schemaId: string, n = 0): CallbackPayload => ({ userId: `user-${run}-${n}`, verifierDid, schemaId });
@@ -168,7 +171,7 @@ ${extra}`;
       () => stateOf(k),
       (s) => s === 'active',
     );
-    const audit = auditRepository(stack.db);
+    const audit = auditRepository(stack.db, testAuditKeys());
     const id = authorizationIdFor(config.ID_HMAC_SECRET, k);
     expect((await audit.get(`authorization:${id}`))?.data).toMatchObject({ outcome: 'unrouted' });
     const redriven = await eventually(

@@ -26,7 +26,7 @@ import {
   waitForIssuance,
   type IssuanceSystem,
 } from '../e2e/issuance-harness';
-import { uniqueId, workflowBundle } from '../support/temporal';
+import { uniqueId, workflowBundle, testAuditKeys } from '../support/temporal';
 import {
   ACKED,
   callbackConfig,
@@ -103,7 +103,7 @@ describe('cak operator commands against the real Temporal and database', () => {
     let connection: NativeConnection;
     /** The platform outage outlasts the activity's 10 attempts: the run ends as the real one would. */
     let platformDown = false;
-    const issuerDid = 'did:air:cli-issuer';
+    const issuerDid = 'did:air:id:cak-dev-issuer';
 
     beforeAll(async () => {
       system = await startIssuanceSystem({}, { worker: false });
@@ -337,8 +337,8 @@ describe('cak operator commands against the real Temporal and database', () => {
     let config: Config;
     let stack: CallbackStack;
     const registry = (route: string) =>
-      `schemas:\n  kyc-basic:\n    allowedItemKinds: [fields]\n    callback:\n      handlers: [grant-access]\n` +
-      `  later:\n    allowedItemKinds: [fields]\n${route}`;
+      `schemas:\n  kyc-basic:\n    programs: [prog-kyc-basic]\n    allowedItemKinds: [fields]\n    callback:\n      handlers: [grant-access]\n` +
+      `  later:\n    programs: [prog-later]\n    allowedItemKinds: [fields]\n${route}`;
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'cak-cli-ops-'));
@@ -380,7 +380,7 @@ describe('cak operator commands against the real Temporal and database', () => {
       expect(redrive.stdout).toContain('1 of 1 re-driven');
       await eventually(stateOf, (s) => s === 'active');
       const event = await eventually(
-        () => auditRepository(stack.db).get(`authorization:${id}:redrive:1`),
+        () => auditRepository(stack.db, testAuditKeys()).get(`authorization:${id}:redrive:1`),
         (e) => e !== null,
       );
       expect(event).toMatchObject({ type: 'authorization.redriven', data: { outcome: 'active' } });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
 import { loadConfig, type Config } from '../../src/config';
-import { parseKeyring } from '../../src/crypto/keyring';
+import { parseKeyring, type Keyring } from '../../src/crypto/keyring';
 import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { createWorker, type WorkerHandle } from '../../src/workers/worker';
 import { BUNDLE_PATH } from './global-setup';
@@ -46,4 +46,9 @@ try {
   Runtime.install({ logger: new DefaultLogger('WARN') });
 } catch {
   /* already installed in this jest worker process */
+}
+
+/** The audit keyring of the test configuration (CAK_AUDIT_KEYS). */
+export function testAuditKeys(): Keyring {
+  return parseKeyring(testConfig().CAK_AUDIT_KEYS);
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { DEV_CALLBACK_SECRET } from '../../src/config';
 import { signPackageToken, verifyPackageToken } from '../../src/domain/authorization-url';
 import { authorizationIdFor, authorizationWorkflowId, parseCallbackPayload } from '../../src/domain/callback';
@@ -11,6 +12,8 @@ import {
 import { isAllowedCallbackUrl } from '../../src/platform/issuer-settings';
 import { parseSchemaRegistry } from '../../src/routing/schema-registry';
 import { GENESIS_HASH, auditHash } from '../../src/storage/audit';
+import { toResolvedRoute } from '../../src/routing/callback-routes';
+import { canonicalJson } from '../../src/domain/safe-json';
 
 const OLD = 'whsec_' + Buffer.from('the-previous-callback-secret-0001').toString('base64');
 const body = JSON.stringify({ userId: 'u-1', verifierDid: 'did:air:v1', schemaId: 'kyc-basic' });
@@ -102,7 +105,9 @@ describe('package URL tokens', () => {
 
 describe('callback routes in the schema registry', () => {
   const registry = (callback: string) =>
-    parseSchemaRegistry(`schemas:\n  kyc:\n    allowedItemKinds: [fields]\n${callback}`);
+    parseSchemaRegistry(`schemas:\n  kyc:\n    programs: [p]\n    allowedItemKinds: [fields]\n${callback}`, [
+      'did:air:id:i',
+    ]);
 
   it('accepts the built-in handlers and an optional notifyUrl', () => {
     const r = registry(
@@ -111,7 +116,11 @@ describe('callback routes in the schema registry', () => {
     expect(r.get('kyc')?.callback).toEqual({
       handlers: ['grant-access', 'notify'],
       notifyUrl: 'https://hooks.example/cak',
+      accessWindow: '30d',
     });
+    expect(
+      toResolvedRoute(registry('    callback:\n      handlers: [log-only]\n      accessWindow: 90s\n').route('kyc')),
+    ).toEqual({ handlers: ['log-only'], accessWindowMs: 90_000 });
     expect(registry('').get('kyc')?.callback).toBeUndefined();
   });
 
@@ -122,6 +131,8 @@ describe('callback routes in the schema registry', () => {
     ['log-only with others', '    callback:\n      handlers: [log-only, grant-access]\n'],
     ['an unknown key', '    callback:\n      handlers: [notify]\n      secret: x\n'],
     ['a non-http notifyUrl', '    callback:\n      handlers: [notify]\n      notifyUrl: ftp://x.example/\n'],
+    ['a window that is not a duration', '    callback:\n      handlers: [notify]\n      accessWindow: forever\n'],
+    ['a zero window', '    callback:\n      handlers: [notify]\n      accessWindow: 0d\n'],
   ])('refuses %s', (_name, callback) => {
     expect(() => registry(callback)).toThrow(/callback/);
   });
@@ -141,21 +152,37 @@ describe('callback URL registration', () => {
   });
 });
 
-describe('audit hashes', () => {
-  it('cover every field and the predecessor', () => {
+describe('audit links', () => {
+  const keys = {
+    activeKeyId: 'k1',
+    keys: new Map([
+      ['k1', Buffer.alloc(32, 1)],
+      ['k2', Buffer.alloc(32, 2)],
+    ]),
+  };
+  it('cover every field and the predecessor, keyed by the named audit key', () => {
     const event = {
       _id: 'k',
       seq: 0,
       prevHash: GENESIS_HASH,
+      kid: 'k1',
       type: 'authorization' as const,
       at: '2026-01-01T00:00:00.000Z',
       data: { a: 1 },
     };
-    const hash = auditHash(event);
+    const hash = auditHash(keys, event);
     expect(hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(auditHash({ ...event, data: { a: 2 } })).not.toBe(hash);
-    expect(auditHash({ ...event, prevHash: 'f'.repeat(64) })).not.toBe(hash);
-    expect(auditHash({ ...event, seq: 1 })).not.toBe(hash);
-    expect(auditHash({ ...event, data: { a: 1 } })).toBe(hash);
+    expect(auditHash(keys, { ...event, data: { a: 2 } })).not.toBe(hash);
+    expect(auditHash(keys, { ...event, prevHash: 'f'.repeat(64) })).not.toBe(hash);
+    expect(auditHash(keys, { ...event, seq: 1 })).not.toBe(hash);
+    expect(auditHash(keys, { ...event, kid: 'k2' })).not.toBe(hash);
+    expect(auditHash(keys, { ...event, kid: 'unknown' })).toBeUndefined();
+    expect(auditHash(keys, { ...event, data: { a: 1 } })).toBe(hash);
+    // a plain SHA-256 of the same content is not the link: without the key nobody recomputes it
+    expect(
+      createHash('sha256')
+        .update(canonicalJson({ ...event, key: 'k' }))
+        .digest('hex'),
+    ).not.toBe(hash);
   });
 });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config';
+import { parseKeyring } from '../../crypto/keyring';
 import { auditRepository } from '../../storage/audit';
 import { connectDatabase } from '../../storage/mongo';
 
@@ -11,13 +12,13 @@ export function registerAuditCommands(program: Command): void {
   const audit = program.command('audit').description('the append-only, hash-chained audit trail: verify it');
   audit
     .command('verify')
-    .description('recompute every event hash and link; exit 3 naming the first broken event')
+    .description('recompute every keyed link (needs CAK_AUDIT_KEYS); exit 3 naming the first broken event')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
       const config = loadConfig();
       const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
       try {
-        const report = await auditRepository(database.db).verifyChain();
+        const report = await auditRepository(database.db, parseKeyring(config.CAK_AUDIT_KEYS)).verifyChain();
         if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
         else if (report.ok)
           process.stdout.write(`audit chain intact: ${report.events} events, tip ${report.tipHash}\n`);
