@@ -1,5 +1,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
+import { AUTHORIZATION_STATES } from '../operations/authorizations';
+import { DEV_ISSUER_DID } from '../config';
 import { SESSION_COOKIE, bodySchema as codecBodySchema } from '../crypto/codec-server';
 import { callbackPayloadSchema, CALLBACK_MAX_BODY_BYTES } from '../domain/callback';
 import { ISSUANCE_ID_PATTERN } from '../domain/ids';
@@ -201,7 +203,7 @@ const callbackAck = z.object({
   duplicate: z.boolean(),
   queued: z.boolean(),
 });
-const authorizationState = z.enum(['received', 'no-data', 'unrouted', 'active', 'routed', 'revoked']);
+const authorizationState = z.enum(AUTHORIZATION_STATES);
 const authorizationList = z.object({
   authorizations: z.array(
     z.object({
@@ -211,6 +213,7 @@ const authorizationList = z.object({
       verifierDid: z.string(),
       schemaId: z.string(),
       state: authorizationState,
+      accessUntil: z.iso.datetime().optional(),
       handlers: z.array(z.string()),
       deliveries: z.number().int(),
       redriven: z.number().int(),
@@ -248,6 +251,9 @@ const codecPayloads = z.object({
 const issuanceBodyErrors = [
   ...JSON_BODY_ERRORS,
   'INVALID_BODY',
+  'UNKNOWN_PROGRAM',
+  'PROGRAM_SCHEMA_MISMATCH',
+  'ISSUER_SCHEMA_MISMATCH',
   'MALFORMED_MULTIPART',
   'MISSING_FIELD',
   'UNKNOWN_FIELD',
@@ -426,8 +432,8 @@ export const operations: OperationDoc[] = [
               summary: 'text fields and one ID image (base64)',
               value: {
                 userId,
-                issuerDid: 'did:air:id:issuer',
-                credentialId: 'kyc-program',
+                issuerDid: DEV_ISSUER_DID,
+                credentialId: 'prog-kyc-basic',
                 schemaId,
                 credentialSubject: { level: 'basic', country: 'DE' },
                 fields: { fullName: 'Ada Lovelace', dateOfBirth: '1815-12-10' },
@@ -438,11 +444,11 @@ export const operations: OperationDoc[] = [
               summary: 'text fields only, on secp256k1, with the CAK key from the SDK',
               value: {
                 userId,
-                issuerDid: 'did:air:id:issuer',
-                credentialId: 'kyc-program',
+                issuerDid: DEV_ISSUER_DID,
+                credentialId: 'prog-kyc-basic',
                 schemaId,
                 curve: 'secp256k1',
-                cakPublicKey: '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798',
+                cakPublicKey: '0271ee9620458a3251d92b94a72aa9302306775604eb057dd39d6af8384ec050e1',
                 credentialSubject: { level: 'basic' },
                 fields: { fullName: 'Ada Lovelace' },
               },
@@ -462,8 +468,8 @@ export const operations: OperationDoc[] = [
               summary: 'the same scalars as text parts, JSON parts, one file part per kind',
               value: {
                 userId,
-                issuerDid: 'did:air:id:issuer',
-                credentialId: 'kyc-program',
+                issuerDid: DEV_ISSUER_DID,
+                credentialId: 'prog-kyc-basic',
                 schemaId,
                 credentialSubject: { level: 'basic' },
                 fields: { fullName: 'Ada Lovelace' },
@@ -485,6 +491,11 @@ export const operations: OperationDoc[] = [
       },
       '400': { description: 'invalid request (nothing stored or started)', codes: issuanceBodyErrors },
       '401': { description: 'no valid `x-api-key`', codes: ['UNAUTHENTICATED'] },
+      '403': {
+        description:
+          'the issuer DID is not served, the client is not granted it (or the schema), or another client holds the record',
+        codes: ['ISSUER_NOT_SERVED', 'CLIENT_NOT_PERMITTED', 'RECORD_OWNED_BY_ANOTHER_CLIENT'],
+      },
       '409': { description: 'the Idempotency-Key was used with another request', codes: ['IDEMPOTENCY_KEY_REUSED'] },
       '413': { description: 'body or files over the limits', codes: ['BODY_TOO_LARGE', 'ITEMS_TOO_LARGE'] },
       '415': { description: 'neither JSON nor multipart/form-data', codes: ['UNSUPPORTED_MEDIA_TYPE'] },
@@ -630,8 +641,9 @@ export const operations: OperationDoc[] = [
       '400': { description: 'invalid query', codes: ['INVALID_FIELD'] },
       '401': { description: 'no valid Verifier JWT', codes: ['VERIFIER_UNAUTHENTICATED'] },
       '403': {
-        description: 'no active authorization for (userId, verifierDid, schemaId)',
-        codes: ['AUTHORIZATION_REQUIRED'],
+        description:
+          'the access rule refuses (userId, verifierDid, schemaId) now: no grant, an operator revocation, or a closed access window',
+        codes: ['AUTHORIZATION_REQUIRED', 'AUTHORIZATION_REVOKED', 'AUTHORIZATION_EXPIRED'],
       },
       '404': { description: 'no data held for this user and schema', codes: ['NO_DATA'] },
     },
@@ -662,8 +674,14 @@ export const operations: OperationDoc[] = [
         headers: noStore,
       },
       '403': {
-        description: 'URL tampered with or expired, or authorization no longer active',
-        codes: ['URL_INVALID', 'URL_EXPIRED', 'AUTHORIZATION_REQUIRED'],
+        description: 'URL tampered with or expired, or the access rule refuses now (revoked, window closed)',
+        codes: [
+          'URL_INVALID',
+          'URL_EXPIRED',
+          'AUTHORIZATION_REQUIRED',
+          'AUTHORIZATION_REVOKED',
+          'AUTHORIZATION_EXPIRED',
+        ],
       },
       '404': { description: 'a newer version replaced the package', codes: ['PACKAGE_NOT_FOUND'] },
     },
@@ -689,7 +707,7 @@ export const operations: OperationDoc[] = [
     method: 'post',
     path: '/v1/admin/authorizations/revoke',
     operationId: 'revokeAuthorization',
-    summary: 'Revoke an authorization (final for its key)',
+    summary: 'Revoke an authorization (stands against later consents until reinstated)',
     tags: ['admin'],
     security: adminBearer,
     body: {
@@ -709,6 +727,36 @@ export const operations: OperationDoc[] = [
         content: {
           mediaType: json,
           schema: z.object({ authorizationId: z.string(), revoked: z.boolean(), state: z.literal('revoked') }),
+        },
+      },
+      ...ADMIN_JSON_ERRORS,
+      '404': { description: 'no such authorization', codes: ['AUTHORIZATION_NOT_FOUND'] },
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/admin/authorizations/reinstate',
+    operationId: 'reinstateAuthorization',
+    summary: 'Lift a revocation: access is again what the current access window allows',
+    tags: ['admin'],
+    security: adminBearer,
+    body: {
+      required: true,
+      content: [
+        {
+          mediaType: json,
+          name: 'AuthorizationKey',
+          schema: callbackPayloadSchema,
+          examples: { reinstate: { summary: 'the authorization’s dedup key', value: callbackPayloadExample } },
+        },
+      ],
+    },
+    responses: {
+      '200': {
+        description: 'reinstated (`reinstated: false` when no revocation stood)',
+        content: {
+          mediaType: json,
+          schema: z.object({ authorizationId: z.string(), reinstated: z.boolean() }),
         },
       },
       ...ADMIN_JSON_ERRORS,

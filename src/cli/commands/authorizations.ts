@@ -1,9 +1,13 @@
 import { Option, type Command } from 'commander';
-import type { AuthorizationState } from '../../domain/authorization';
+import type { AuthorizationState, AuthorizationViewState } from '../../domain/authorization';
+import { authorizationIdFor, callbackPayloadSchema } from '../../domain/callback';
+import { parseKeyring } from '../../crypto/keyring';
+import { auditRepository } from '../../storage/audit';
 import {
   AUTHORIZATION_STATES,
   listAuthorizations,
   redriveAuthorization,
+  setRevocation,
   temporalRedriver,
   type RedriveResult,
 } from '../../operations/authorizations';
@@ -11,14 +15,15 @@ import { authorizationsRepository } from '../../storage/authorizations';
 import { positiveInt, print, printJson, REFUSED_EXIT, table, withDatabase, withDatabaseAndTemporal } from '../context';
 
 /**
- * `cak authorizations list [--state S]` and `cak authorizations redrive <id> | --all-unrouted |
- * --all-no-data`: the admin API's list and re-drive (src/operations/authorizations.ts), run
- * directly against the database and Temporal.
+ * `cak authorizations list [--state S]`, `cak authorizations redrive <id> | --all-unrouted |
+ * --all-no-data`, and `cak authorizations revoke|reinstate --user U --verifier V --schema S`: the
+ * admin API's operations (src/operations/authorizations.ts), run directly against the database and
+ * Temporal.
  */
 export function registerAuthorizationCommands(program: Command): void {
   const authorizations = program
     .command('authorizations')
-    .description('authorization callbacks: list them by state, re-drive unrouted and no-data ones');
+    .description('authorization callbacks: list them by state, re-drive unrouted and no-data ones, revoke and reinstate');
 
   authorizations
     .command('list')
@@ -26,7 +31,7 @@ export function registerAuthorizationCommands(program: Command): void {
     .addOption(new Option('--state <state>', 'only this state').choices([...AUTHORIZATION_STATES]))
     .option('--limit <n>', 'at most this many (1-500)', positiveInt(500), 100)
     .option('--json', 'print JSON')
-    .action(async (opts: { state?: AuthorizationState; limit: number; json?: boolean }) => {
+    .action(async (opts: { state?: AuthorizationViewState; limit: number; json?: boolean }) => {
       await withDatabase(async (_config, { db }) => {
         const listed = await listAuthorizations(authorizationsRepository(db), {
           ...(opts.state ? { state: opts.state } : {}),
@@ -95,6 +100,45 @@ export function registerAuthorizationCommands(program: Command): void {
         });
       },
     );
+
+  registerRevocationCommand(authorizations, 'revoke');
+  registerRevocationCommand(authorizations, 'reinstate');
+}
+
+function registerRevocationCommand(authorizations: Command, action: 'revoke' | 'reinstate'): void {
+  authorizations
+    .command(action)
+    .description(
+      action === 'revoke'
+        ? 'revoke an authorization: no access now, nor after later consents, until it is reinstated'
+        : 'lift a revocation: access is again what the current access window allows',
+    )
+    .requiredOption('--user <userId>', 'the userId of the callback')
+    .requiredOption('--verifier <verifierDid>', 'the verifierDid of the callback')
+    .requiredOption('--schema <schemaId>', 'the schemaId of the callback')
+    .option('--by <name>', 'who does it (recorded in the audit event)', 'cli')
+    .action(async (opts: { user: string; verifier: string; schema: string; by: string }) => {
+      const key = callbackPayloadSchema.parse({ userId: opts.user, verifierDid: opts.verifier, schemaId: opts.schema });
+      await withDatabase(async (config, { db }) => {
+        const authorizationId = authorizationIdFor(config.ID_HMAC_SECRET, key);
+        const result = await setRevocation(
+          authorizationsRepository(db),
+          auditRepository(db, parseKeyring(config.CAK_AUDIT_KEYS)),
+          authorizationId,
+          action,
+          opts.by,
+        );
+        if (result.outcome === 'not-found') {
+          print(`${authorizationId}: no such authorization`);
+          process.exitCode = REFUSED_EXIT;
+          return;
+        }
+        const done = action === 'revoke' ? 'revoked' : 'reinstated';
+        print(
+          `${authorizationId}: ${result.outcome === 'changed' ? done : `already ${action === 'revoke' ? 'revoked' : 'not revoked'}`}`,
+        );
+      });
+    });
 }
 
 function describe(result: RedriveResult): string {
