@@ -28,6 +28,7 @@ export function activityDepsFrom(config: Config): Omit<ActivityDeps, 'db'> {
         gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
         recordVersionsKept: config.RECORD_VERSIONS_KEPT,
         stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
+        platformRetryHorizonMs: config.PLATFORM_RETRY_HORIZON_SECONDS * 1000,
       },
     },
     authorization: {

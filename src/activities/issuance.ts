@@ -1,4 +1,4 @@
-import { Context } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Db } from 'mongodb';
 import { eciesEncrypt } from '../crypto/ecies';
@@ -31,7 +31,13 @@ export interface IssuanceActivityDeps {
   managedKeyring: Keyring;
   platform: PlatformClient;
   partnerTokens: PartnerTokenMinter;
-  settings: { gridfsThresholdBytes: number; recordVersionsKept: number; stagingTtlMs: number };
+  settings: {
+    gridfsThresholdBytes: number;
+    recordVersionsKept: number;
+    stagingTtlMs: number;
+    /** PLATFORM_RETRY_HORIZON_SECONDS in ms: how long the platform call retries what may be transient */
+    platformRetryHorizonMs: number;
+  };
   /** test-only seams (the fault tests pause a worker between encrypt and store, then SIGKILL it) */
   hooks?: { beforeStore?: (issuanceId: string) => Promise<void> };
 }
@@ -42,6 +48,23 @@ export function stagingContext(issuanceId: string, itemId: string) {
 }
 
 const fail = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
+
+/**
+ * What a failed platform call means for the run. An answer that may come from our side being briefly
+ * unreachable (401/403, see PlatformError.authRefused) or from a platform outage (5xx, 408, 429,
+ * timeouts) is retried with backoff until `horizonMs` after the call's first attempt, then ends the
+ * run with a type that keeps the staging for an operator's retry. Any other answer ends it at once.
+ */
+function platformFailure(err: unknown, elapsedMs: number, horizonMs: number): unknown {
+  if (!(err instanceof PlatformError)) return err; // our own failure (database, keys): retried
+  if (err.code === 'PLATFORM_RESPONSE_INVALID') return fail(IssuanceFailureType.PlatformResponseInvalid, err.message);
+  if (!err.retryable && !err.authRefused) return fail(IssuanceFailureType.PlatformRejected, err.message);
+  if (elapsedMs < horizonMs) return err; // retried with backoff
+  return fail(
+    err.authRefused ? IssuanceFailureType.PlatformAuthRejected : IssuanceFailureType.PlatformUnavailable,
+    `${err.message}; retried for ${Math.round(elapsedMs / 1000)} s`,
+  );
+}
 
 function parseCakKey(key: string, curve: CakCurve): CakPublicKey {
   try {
@@ -133,15 +156,9 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
             curve: input.curve,
           }));
         } catch (err) {
-          if (err instanceof PlatformError && !err.retryable) {
-            throw fail(
-              err.code === 'PLATFORM_REJECTED'
-                ? IssuanceFailureType.PlatformRejected
-                : IssuanceFailureType.PlatformResponseInvalid,
-              err.message,
-            );
-          }
-          throw err; // transient: retried with backoff
+          // from the first attempt's scheduling (Temporal's, the same on every attempt and every worker)
+          const elapsedMs = Date.now() - Context.current().info.scheduledTimestampMs;
+          throw platformFailure(err, elapsedMs, settings.platformRetryHorizonMs);
         }
       }
       parseCakKey(cakPublicKey, input.curve);
@@ -237,15 +254,22 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
 
     /**
      * A run that cannot finish: drop its uncommitted packages and record why. Its staging is shredded
-     * now when the failure is permanent; after a transient one (the platform's retries ran out) the
-     * sealed staging stays until its expiry (STAGING_TTL_SECONDS, then the sweep) so an operator can
-     * retry the issuance (`cak issuances retry`) without the client resubmitting.
+     * now only when the failure is permanent; after one that was or could have been transient
+     * (`isTransientIssuanceFailure`: the platform unavailable or refusing our Partner JWT for the whole
+     * retry horizon, or an error of unknown type) the sealed staging stays until its expiry
+     * (STAGING_TTL_SECONDS, then the sweep) so an operator can retry the issuance (`cak issuances
+     * retry`) without the client resubmitting.
      */
     async abandonIssuance(input: {
       issuanceId: string;
       step: IssuanceStep;
       failure: { type: string; message: string };
     }): Promise<void> {
+      // A forged run names an issuance that is not its own: it may touch nothing of that issuance.
+      if (input.failure.type === IssuanceFailureType.ForgedInput) {
+        log.warn('forged issuance run refused', { issuanceId: input.issuanceId });
+        return;
+      }
       if (!isTransientIssuanceFailure(input.failure.type)) await staging.shred(input.issuanceId);
       await packages.discardPending(input.issuanceId);
       await issuances.markFailed(input.issuanceId, input.step, input.failure);

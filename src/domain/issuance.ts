@@ -68,15 +68,30 @@ export const IssuanceFailureType = {
   ForgedInput: 'ForgedInput',
   /** the user's record for this issuer and schema belongs to another API client */
   RecordOwnedElsewhere: 'RecordOwnedElsewhere',
+  /** the platform refused our Partner JWT (401/403) for the whole retry horizon: check our JWKS and keys */
+  PlatformAuthRejected: 'PlatformAuthRejected',
+  /** the platform was unavailable (5xx, 408, 429, timeouts, unreachable) for the whole retry horizon */
+  PlatformUnavailable: 'PlatformUnavailable',
 } as const;
 
+/** Failures a retry of the same run would repeat: the request, the client's key or the staged items are at fault. */
+const PERMANENT_FAILURES: readonly string[] = [
+  IssuanceFailureType.PlatformRejected,
+  IssuanceFailureType.InvalidCakPublicKey,
+  IssuanceFailureType.StagingMissing,
+  IssuanceFailureType.PlatformResponseInvalid,
+  IssuanceFailureType.ForgedInput,
+  IssuanceFailureType.RecordOwnedElsewhere,
+];
+
 /**
- * Whether an issuance that ended with this failure type may be retried as is (`cak issuances
- * retry`). The types above fail the same way again (the platform refused the request, the key is
- * bad, the staged items are gone): the client must resubmit. Any other type ended the run on a
- * transient error whose retries ran out (a platform outage: 5xx or timeouts for all 10 attempts),
- * so the failed run keeps its sealed staging until STAGING_TTL_SECONDS for a retry.
+ * Whether an issuance that ended with this failure type was, or could have been, transient: its
+ * sealed staging is kept until STAGING_TTL_SECONDS and an operator may retry it as is (`cak
+ * issuances retry`). That is every type but the permanent ones above (the platform refused the
+ * request, the key is bad, the staged items are gone: the client must resubmit), so it covers the
+ * platform unavailable or refusing our Partner JWT for the whole retry horizon (our JWKS or keys
+ * may be fixed since) and any type we do not know (an unexpected error keeps the data).
  */
 export function isTransientIssuanceFailure(type: string): boolean {
-  return !(Object.values(IssuanceFailureType) as string[]).includes(type);
+  return !PERMANENT_FAILURES.includes(type);
 }

@@ -1,17 +1,21 @@
-import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 
 /**
  * Partner JWT verification as the AIR platform documents it: the JWKS is fetched from the partner's
  * registered URL (no discovery), the header `kid` must match one of its keys, ES256 or RS256,
  * `typ: "JWT"`, `exp` required and in the future, `partnerId` must be the partner the URL is
- * registered for, and `scope` must allow the call.
+ * registered for, and `scope` must allow the call. When the JWKS cannot be fetched (the partner's
+ * server down, timing out, or answering anything but a JSON Web Key Set) the answer is a 503: that
+ * says nothing about the token, so the partner may retry. A token that does not verify against a
+ * JWKS that was fetched is a 401.
  */
 
 export class PartnerAuthError extends Error {
   constructor(
-    readonly code: 'PARTNER_ACCESS_TOKEN_INVALID' | 'PARTNER_TOKEN_EXPIRED' | 'SCOPE_MISMATCH',
+    readonly code:
+      'PARTNER_ACCESS_TOKEN_INVALID' | 'PARTNER_TOKEN_EXPIRED' | 'SCOPE_MISMATCH' | 'PARTNER_JWKS_UNAVAILABLE',
     message: string,
-    readonly status: 401 | 403,
+    readonly status: 401 | 403 | 503,
   ) {
     super(message);
     this.name = 'PartnerAuthError';
@@ -25,8 +29,23 @@ export interface VerifiedPartner {
   sub?: string;
 }
 
+/** The JWKS could not be had (no answer, a timeout, not a 200, not a key set), as opposed to no key matching. */
+function jwksUnavailable(err: unknown): boolean {
+  if (!(err instanceof errors.JOSEError)) return true; // the request failed (ECONNREFUSED, ECONNRESET, ...)
+  // a plain JOSEError is jose's "Expected 200 OK" or "Failed to parse" of the JWKS response
+  return err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || err.code === errors.JOSEError.code;
+}
+
 export function partnerVerifier(options: { partnerId: string; jwksUrl: string }) {
-  const jwks = createRemoteJWKSet(new URL(options.jwksUrl), { cacheMaxAge: 60_000, cooldownDuration: 1_000 });
+  const remote = createRemoteJWKSet(new URL(options.jwksUrl), { cacheMaxAge: 60_000, cooldownDuration: 1_000 });
+  const jwks: JWTVerifyGetKey = async (header, token) => {
+    try {
+      return await remote(header, token);
+    } catch (err) {
+      if (!jwksUnavailable(err)) throw err;
+      throw new PartnerAuthError('PARTNER_JWKS_UNAVAILABLE', 'the partner JWKS could not be fetched', 503);
+    }
+  };
   return async function verify(token: string | undefined, scope: 'issue' | 'verify'): Promise<VerifiedPartner> {
     if (!token) throw new PartnerAuthError('PARTNER_ACCESS_TOKEN_INVALID', 'x-partner-auth is missing', 401);
     let kid: string | undefined;

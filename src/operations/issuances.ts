@@ -20,10 +20,11 @@ import { issuanceWorkflow } from '../workflows/issuance';
  *
  * What a retry is: a new run of the same workflow id (WorkflowIdReusePolicy
  * ALLOW_DUPLICATE_FAILED_ONLY) with the failed run's own input, after the issuance document is
- * reopened. It is allowed only when (1) the issuance is `failed`, (2) the failure is transient
- * (`isTransientIssuanceFailure`: the platform's retries ran out, not a refusal, a bad key or lost
- * items), and (3) every staged item is still there: a transient failure keeps the sealed staging
- * until STAGING_TTL_SECONDS, a permanent one shreds it at once. Otherwise it refuses and the client
+ * reopened. It is allowed only when (1) the issuance is `failed`, (2) the failure was or could
+ * have been transient (`isTransientIssuanceFailure`: the platform unavailable, or refusing our
+ * Partner JWT, for the whole retry horizon; not a refusal of the request, a bad key or lost items),
+ * and (3) every staged item is still there: such a failure keeps the sealed staging until
+ * STAGING_TTL_SECONDS, a permanent one shreds it at once. Otherwise it refuses and the client
  * must resubmit. Safe to repeat: a second retry while the new run is going answers `already-running`
  * (Temporal refuses a second run of a running id), and once that run ends it is no longer `failed`.
  */
@@ -138,6 +139,10 @@ export async function retryIssuance(deps: RetryDeps, issuanceId: string): Promis
   }
   const input = await lastRunInput(deps, doc);
   if (!input) return refuse('INPUT_GONE', `the failed run's input is no longer in Temporal; ${RESUBMIT}`);
+  // The failed run records its failure just before it ends, and another retry's run may have started:
+  // reopening now would leave the issuance `accepted` with no run of its own to finish it.
+  const { status } = await deps.temporal.workflow.getHandle(doc.workflowId).describe();
+  if (status.name === 'RUNNING') return { outcome: 'already-running', issuanceId, workflowId: doc.workflowId };
 
   // Reopen first: the new run's step updates skip an issuance marked failed.
   const failedStep = failedStepOf(doc);

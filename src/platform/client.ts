@@ -39,6 +39,14 @@ export class PlatformError extends Error {
   get retryable(): boolean {
     return this.code === 'PLATFORM_UNAVAILABLE';
   }
+
+  /**
+   * 401/403: the platform refused our Partner JWT. Not necessarily the request's fault: the platform
+   * may have failed to fetch our JWKS (our API restarting) or our keys may be mid-rotation.
+   */
+  get authRefused(): boolean {
+    return this.status === 401 || this.status === 403;
+  }
 }
 
 const issueResponse = z.object({ cakPublicKey: z.string().min(1).max(512) });

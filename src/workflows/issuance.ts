@@ -3,14 +3,17 @@ import type { Activities } from '../activities';
 import type { IssuanceInput, IssuanceStep, StoredVersion } from '../domain/issuance';
 import { IssuanceFailureType } from '../domain/issuance';
 
-/** The platform call: its 4xx and bad keys end the run; 5xx and timeouts retry with backoff. */
+/**
+ * The platform call: its other 4xx and bad keys end the run at once; 5xx, timeouts and 401/403 retry
+ * with backoff until PLATFORM_RETRY_HORIZON_SECONDS after the first attempt. The activity ends the
+ * retries at the horizon (a setting workflow code cannot read), so attempts are not limited here.
+ */
 const platformStep = {
   startToCloseTimeout: '30 seconds',
   retry: {
     initialInterval: '1 second',
     backoffCoefficient: 2,
     maximumInterval: '1 minute',
-    maximumAttempts: 10,
     nonRetryableErrorTypes: Object.values(IssuanceFailureType),
   },
 } as const;

@@ -10,6 +10,9 @@ import type { ApiHandle } from '../../src/api/server';
 import { DEV_ADMIN_TOKEN, DEV_API_KEY, DEV_ISSUER_DID, type Config } from '../../src/config';
 import type { Curve } from '../../src/crypto/keys';
 import type { AuthorizationInput } from '../../src/domain/authorization';
+import { recordIdFor } from '../../src/domain/ids';
+import type { IssuanceInput } from '../../src/domain/issuance';
+import type { IssuanceDoc } from '../../src/storage/issuances';
 import { authorizationIdFor, authorizationWorkflowId } from '../../src/domain/callback';
 import { canonicalJson } from '../../src/domain/safe-json';
 import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
@@ -327,9 +330,42 @@ describe('access model', () => {
       const cause = (failure as WorkflowFailedError).cause as { cause?: { type?: string } } | undefined;
       expect(cause?.cause?.type).toBe('ForgedInput');
       expect(await database.db.collection('authorizations').countDocuments({ _id: genuineId as never })).toBe(0);
+      expect(await database.db.collection('audit_pending').countDocuments({ 'data.authorizationId': genuineId })).toBe(
+        0,
+      );
       expect(await database.db.collection('audit_events').countDocuments({ 'data.authorizationId': genuineId })).toBe(
         0,
       );
+    });
+
+    it('an IssuanceWorkflow started with a forged identity fails ForgedInput and touches nothing', async () => {
+      // the tenancy test stored this issuance; the attacker re-runs it for another user
+      const issuances = database.db.collection<IssuanceDoc>('issuances');
+      const genuine = (await issuances.findOne({ userId: `tenant-user-${run}`, schemaId: 'proof-of-address' }))!;
+      const victim = `victim-${run}`;
+      const input: IssuanceInput = {
+        issuanceId: genuine._id,
+        recordId: recordIdFor(config.ID_HMAC_SECRET, DEV_ISSUER_DID, victim, 'proof-of-address'),
+        userId: victim,
+        issuerDid: DEV_ISSUER_DID,
+        schemaId: 'proof-of-address',
+        credentialId: 'prog-proof-of-address',
+        curve: 'secp256r1',
+        items: genuine.items,
+      };
+      const handle = await temporal.workflow.start('issuanceWorkflow', {
+        workflowId: genuine.workflowId,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        args: [input],
+      });
+      const failure = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(failure).toBeInstanceOf(WorkflowFailedError);
+      expect(((failure as WorkflowFailedError).cause as { type?: string } | undefined)?.type).toBe('ForgedInput');
+      expect(await issuances.findOne({ _id: genuine._id })).toMatchObject({ status: 'completed' });
+      expect(await database.db.collection('records').countDocuments({ userId: victim })).toBe(0);
     });
 
     it('a tampered audit chain, re-linked with plain SHA-256, fails `cak audit verify` at the edited event', async () => {
@@ -339,7 +375,8 @@ describe('access model', () => {
       const all = await events.find({}).sort({ seq: 1 }).toArray();
       expect(all.length).toBeGreaterThan(4);
       const victim = all[2]!;
-      // An attacker with write access edits one event and recomputes every link from there on.
+      // An attacker with write access edits one event and recomputes every link from there on, with
+      // the documented content of a link (the key id only where the events carry one).
       let prevHash = victim.prevHash;
       for (const event of all.slice(2)) {
         const data =
@@ -347,7 +384,7 @@ describe('access model', () => {
         const content = canonicalJson({
           seq: event.seq,
           prevHash,
-          kid: event.kid,
+          ...(event.kid !== undefined ? { kid: event.kid } : {}),
           key: event._id,
           type: event.type,
           at: event.at,

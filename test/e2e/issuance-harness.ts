@@ -30,6 +30,9 @@ export interface IssuanceSystem {
   worker?: WorkerHandle;
   startWorker(hooks?: IssuanceActivityDeps['hooks']): Promise<void>;
   stopWorker(): Promise<void>;
+  /** close the API (and with it our JWKS), as a deploy does; `startApi` listens again on the same port */
+  stopApi(): Promise<void>;
+  startApi(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -63,10 +66,22 @@ export async function startIssuanceSystem(
     probes: { temporal: () => Promise.resolve(), database: () => Promise.resolve() },
     issuance: issuanceApiDeps(base, db, client),
   });
-  const server = await new Promise<Server>((resolve) => {
-    const s = app.listen(0, '127.0.0.1', () => resolve(s));
-  });
-  const apiUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const listen = (port: number) =>
+    new Promise<Server>((resolve, reject) => {
+      const s = app.listen(port, '127.0.0.1', () => resolve(s)).once('error', reject);
+    });
+  let server: Server | undefined = await listen(0);
+  const apiPort = (server.address() as { port: number }).port;
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const closeApi = async () => {
+    const closing = server;
+    server = undefined;
+    if (!closing) return;
+    await new Promise<void>((resolve) => {
+      closing.close(() => resolve());
+      closing.closeAllConnections();
+    });
+  };
   const emulator = await startEmulator(base, { port: 0, jwksUrl: `${apiUrl}/.well-known/jwks.json` });
   const config = { ...base, AIR_PLATFORM_URL: emulator.url };
 
@@ -94,13 +109,14 @@ export async function startIssuanceSystem(
       await system.worker.close();
       system.worker = undefined;
     },
+    stopApi: closeApi,
+    async startApi() {
+      server ??= await listen(apiPort);
+    },
     async close() {
       await system.stopWorker();
       await emulator.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await closeApi();
       await connection.close();
       await db.dropDatabase().catch(() => undefined);
       await mongo.close();
@@ -110,13 +126,17 @@ export async function startIssuanceSystem(
   return system;
 }
 
-/** Poll the status URL until the issuance ends (the run's own retries decide how long). */
+/** Poll the status URL until the issuance ends (the run's own retries decide how long, or `timeoutMs`). */
 export async function waitForIssuance(
   system: IssuanceSystem,
   issuanceId: string,
   until: readonly string[] = ['completed', 'failed'],
+  timeoutMs = Infinity,
 ): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
+    if (Date.now() > deadline)
+      throw new Error(`issuance ${issuanceId} did not reach ${until.join('/')} in ${timeoutMs} ms`);
     const res = await fetch(`${system.apiUrl}/v1/issuances/${issuanceId}`, { headers: API_KEY_HEADER }).catch(
       () => undefined,
     );
