@@ -13,6 +13,7 @@ import type { AuthorizationApiDeps } from './authorization-wiring';
 import { callbackRoutes } from './callbacks';
 import { errorHandler, notFound } from './errors';
 import { healthRoutes, type ReadinessProbes } from './health';
+import type { DrainState } from './lifecycle';
 import type { IssuanceIntake } from './issuance-intake';
 import { issuanceRoutes } from './issuances';
 import { jwksRoutes } from './jwks';
@@ -42,12 +43,15 @@ export interface AppDeps {
   codec?: CodecRouterOptions;
   /** Prometheus metrics, served at /metrics */
   metrics?: Metrics;
+  /** shutting down: /readyz answers 503 and responses close their connections */
+  drain?: DrainState;
 }
 
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', deps.trustProxy ?? false);
+  if (deps.drain) app.use(deps.drain.middleware);
   if (deps.metrics) {
     app.use(httpMetrics(deps.metrics));
     app.get('/metrics', metricsRoute(deps.metrics));
@@ -65,7 +69,7 @@ export function createApp(deps: AppDeps): Express {
     app.use('/codec', codecHeaders, codecRouter(deps.codec));
   }
   app.use(helmet());
-  app.use(healthRoutes(deps.probes));
+  app.use(healthRoutes(deps.probes, deps.drain?.isDraining));
   app.use(openapiRoutes());
   if (deps.issuance) {
     const d = deps.issuance;

@@ -49,6 +49,12 @@ export interface DeliveryResult {
   queued: boolean;
 }
 
+/** The platform's message id (`webhook-id`) as a log field: an id's characters only, at most 64 of them. */
+export function loggableMessageId(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return /^[A-Za-z0-9._:-]+$/.test(value) ? value.slice(0, 64) : '(invalid)';
+}
+
 function isJsonContentType(value: string | undefined): boolean {
   if (!value) return false;
   const [type, ...params] = value.split(';').map((p) => p.trim().toLowerCase());
@@ -105,6 +111,17 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
 
   router.post(
     '/v1/cak/callbacks',
+    (req, res, next) => {
+      // One line per refused delivery, whichever step refused it (the error handler sets the code):
+      // the code and the platform's message id, never the body.
+      res.once('finish', () => {
+        if (res.statusCode < 400 || res.statusCode >= 500) return;
+        const code = typeof res.locals.errorCode === 'string' ? res.locals.errorCode : undefined;
+        const messageId = loggableMessageId(req.get('webhook-id'));
+        deps.log.warn({ status: res.statusCode, code, messageId }, 'callback refused');
+      });
+      next();
+    },
     (req, _res, next) => {
       if (!isJsonContentType(req.get('content-type'))) {
         next(new AppError('UNSUPPORTED_MEDIA_TYPE', 'content-type must be application/json', 415));

@@ -16,13 +16,20 @@ async function check(probe: () => Promise<void>): Promise<CheckResult> {
   }
 }
 
-/** `/healthz`: the process is up. `/readyz`: Temporal and the database each answer (503 when either does not). */
-export function healthRoutes(probes: ReadinessProbes): Router {
+/**
+ * `/healthz`: the process is up. `/readyz`: Temporal and the database each answer (503 when either
+ * does not), and the process is not shutting down (503 `draining`, nothing probed).
+ */
+export function healthRoutes(probes: ReadinessProbes, draining: () => boolean = () => false): Router {
   const router = Router();
   router.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   router.get('/readyz', async (_req, res) => {
+    if (draining()) {
+      res.status(503).json({ status: 'draining' });
+      return;
+    }
     const [temporal, database] = await Promise.all([check(probes.temporal), check(probes.database)]);
     const ready = temporal.status === 'up' && database.status === 'up';
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not-ready', checks: { temporal, database } });

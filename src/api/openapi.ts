@@ -240,8 +240,11 @@ const verifierManifest = z.object({
 });
 const checkResult = z.object({ status: z.enum(['up', 'down']), error: z.string().optional() });
 const readiness = z.object({
-  status: z.enum(['ready', 'not-ready']),
-  checks: z.object({ temporal: checkResult, database: checkResult }),
+  status: z.enum(['ready', 'not-ready', 'draining']),
+  checks: z
+    .object({ temporal: checkResult, database: checkResult })
+    .optional()
+    .meta({ description: 'absent when `draining`' }),
 });
 const jwks = z.object({ keys: z.array(z.record(z.string(), z.unknown())) });
 const codecPayloads = z.object({
@@ -312,7 +315,7 @@ export const operations: OperationDoc[] = [
     responses: {
       '200': { description: 'both up', content: { mediaType: json, schema: readiness, name: 'Readiness' } },
       '503': {
-        description: 'either is down (named in `checks`)',
+        description: 'either is down (named in `checks`), or the process is shutting down (`draining`)',
         content: { mediaType: json, schema: readiness, name: 'Readiness' },
       },
     },

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 import { loadConfig, type Config } from '../config';
@@ -13,10 +13,17 @@ import { apiMetrics } from './metrics';
 import { authorizationApiDeps, ensureAuthorizationIndexes } from './authorization-wiring';
 import type { RelayOptions } from './callback-relay';
 import { issuanceApiDeps } from './issuance-wiring';
+import { listen, ListenError } from '../net/listen';
+import { drain, drainState } from './lifecycle';
 
 export interface ApiHandle {
   server: Server;
   url: string;
+  /**
+   * Graceful stop: /readyz answers 503 and responses close their connections; after
+   * API_SHUTDOWN_DELAY_MS the listener and idle keep-alive connections close; requests in flight get
+   * API_SHUTDOWN_GRACE_MS to finish before their connections are cut; then the relay and clients stop.
+   */
   close: () => Promise<void>;
 }
 
@@ -45,6 +52,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   const authorization = authorizationApiDeps(config, mongo.db(config.MONGODB_DB), temporal, log, {
     ...(options.callbackStartTimeoutMs ? { startTimeoutMs: options.callbackStartTimeoutMs } : {}),
   });
+  const draining = drainState();
   const app = createApp({
     log,
     trustProxy: config.API_TRUST_PROXY,
@@ -57,7 +65,22 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
       bearerTokens: config.CODEC_AUTH_TOKENS,
       allowedOrigins: config.CODEC_ALLOWED_ORIGINS,
     },
+    drain: draining,
   });
+  const release = async () => {
+    await authorization.close();
+    await connection.close().catch(() => undefined);
+    await mongo.close();
+  };
+  // Bind first: a taken port fails the start before any background work begins.
+  const server = createServer(app);
+  let port: number;
+  try {
+    port = await listen(server, config.API_PORT, config.API_HOST);
+  } catch (err) {
+    await release();
+    throw err;
+  }
   ensureAuthorizationIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
     log.warn({ err }, 'authorization indexes not ensured yet (database down?); retried by the first append'),
   );
@@ -65,39 +88,50 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   ensureIssuanceIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
     log.warn({ err }, 'issuance indexes not ensured yet (database down?); the worker ensures them at start'),
   );
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(config.API_PORT, config.API_HOST, () => resolve(s)).once('error', reject);
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.API_PORT;
   const url = `http://${config.API_HOST}:${port}`;
   log.info({ url }, 'api listening');
+  let closing: Promise<void> | undefined;
   return {
     server,
     url,
-    async close() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
-      server.closeAllConnections();
-      await authorization.close();
-      await connection.close().catch(() => undefined);
-      await mongo.close();
+    close() {
+      closing ??= (async () => {
+        draining.begin();
+        log.info(
+          { delayMs: config.API_SHUTDOWN_DELAY_MS, graceMs: config.API_SHUTDOWN_GRACE_MS },
+          'api shutting down: /readyz answers 503',
+        );
+        if (config.API_SHUTDOWN_DELAY_MS > 0) await sleep(config.API_SHUTDOWN_DELAY_MS);
+        await drain(server, config.API_SHUTDOWN_GRACE_MS, log);
+        await release();
+        log.info('api stopped');
+      })();
+      return closing;
     },
   };
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 if (require.main === module) {
   const config = loadConfig();
   startApi(config)
     .then((api) => {
-      const stop = () => void api.close().then(() => process.exit(0));
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      // close() is idempotent: a second signal (Ctrl-C under `npm start` arrives twice) joins the first stop.
+      const stop = () =>
+        void api.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            process.stderr.write(`api stop failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+            process.exit(1);
+          },
+        );
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
     })
     .catch((err: unknown) => {
-      process.stderr.write(`api failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      const reason = err instanceof ListenError ? err.message : err instanceof Error ? err.stack : String(err);
+      process.stderr.write(`api failed: ${reason}\n`);
       process.exit(1);
     });
 }

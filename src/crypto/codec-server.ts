@@ -19,10 +19,12 @@ export interface CodecRouterOptions {
 
 const ALLOW_HEADERS = 'content-type, x-namespace, authorization';
 const BASE64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'base64');
-export const bodySchema = z.object({
+/** Protobuf JSON leaves out an empty list: the CLI posts `{}` for no payloads (a signal without arguments). */
+export const bodySchema = z.strictObject({
   payloads: z
     .array(z.object({ metadata: z.record(z.string(), BASE64).optional(), data: BASE64.optional() }))
-    .max(10_000),
+    .max(10_000)
+    .default([]),
 });
 type JsonPayload = z.infer<typeof bodySchema>['payloads'][number];
 

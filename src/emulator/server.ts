@@ -1,9 +1,10 @@
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import express, { type Express, type ErrorRequestHandler } from 'express';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../config';
 import { didSchema } from '../domain/issuance-request';
 import type { CakCurve } from '../domain/issuance';
+import { listen, ListenError } from '../net/listen';
 import { createLogger } from '../observability/logger';
 import { parseSecrets } from '../platform/callback-signature';
 import { loadSchemaRegistry } from '../routing/schema-registry';
@@ -37,6 +38,8 @@ export interface EmulatorControls {
   cakPublicKey(triple: CakTriple, curve: CakCurve): string;
   /** answer the next `count` issue calls with `status` (fault injection for tests) */
   failNextIssues(count: number, status: number): void;
+  /** drop the injected faults not answered yet */
+  clearFaults(): void;
   /** issue calls answered so far (after authentication) */
   issueCalls(): number;
   /** callback records and the registered callback URL */
@@ -74,6 +77,7 @@ export function createEmulatorApp(options: EmulatorOptions): { app: Express; con
     cakPrivateKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).privateKey,
     cakPublicKey: (triple, curve) => deriveCakKeyPair(options.masterSecret, triple, curve).publicKey,
     failNextIssues: (count, status) => faults.push(...Array.from({ length: count }, () => status)),
+    clearFaults: () => void faults.splice(0),
     issueCalls: () => calls,
     callbacks: callbacks.controls,
   };
@@ -145,12 +149,9 @@ export async function startEmulator(
     programs: Object.fromEntries(loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS).programs()),
     callbacks: { scheme: config.CALLBACK_SIGNATURE_SCHEME, secret: parseSecrets(config.CALLBACK_SECRETS)[0]! },
   });
-  const port = overrides.port ?? config.EMULATOR_PORT;
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = app.listen(port, config.EMULATOR_HOST, () => resolve(s)).once('error', reject);
-  });
-  const address = server.address();
-  const url = `http://${config.EMULATOR_HOST}:${typeof address === 'object' && address ? address.port : port}`;
+  const server = createServer(app);
+  const port = await listen(server, overrides.port ?? config.EMULATOR_PORT, config.EMULATOR_HOST);
+  const url = `http://${config.EMULATOR_HOST}:${port}`;
   log.info({ url }, 'AIR platform emulator listening');
   return {
     server,
@@ -172,7 +173,8 @@ if (require.main === module) {
       process.once('SIGTERM', stop);
     })
     .catch((err: unknown) => {
-      process.stderr.write(`emulator failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+      const reason = err instanceof ListenError ? err.message : err instanceof Error ? err.stack : String(err);
+      process.stderr.write(`emulator failed: ${reason}\n`);
       process.exit(1);
     });
 }

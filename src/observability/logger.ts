@@ -1,4 +1,4 @@
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 /**
  * Field paths that may carry personal data. Anything at these paths is replaced before a log line is
@@ -34,14 +34,16 @@ export const REDACTED_PATHS = [
   'cakPrivateKey',
 ];
 
-export function createLogger(options: { level: string; name: string }): Logger {
-  return pino({
+/** JSON lines to stdout, or to `destination` (tests read what would be logged). */
+export function createLogger(options: { level: string; name: string }, destination?: DestinationStream): Logger {
+  const settings = {
     name: options.name,
     level: options.level,
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     base: { service: 'cak-issuer', component: options.name },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  };
+  return destination ? pino(settings, destination) : pino(settings);
 }
 
 export type { Logger };

@@ -121,6 +121,17 @@ describe('codec router', () => {
     expect(decoded.body).toEqual({ payloads: [plain] });
   });
 
+  it.each(['encode', 'decode'])('%s answers an empty payload list, sent as {} or {payloads: []}', async (direction) => {
+    for (const body of [{}, { payloads: [] }]) {
+      const res = await request(app)
+        .post(`/codec/${direction}`)
+        .set('authorization', `Bearer ${token}`)
+        .send(body)
+        .expect(200);
+      expect(res.body).toEqual({ payloads: [] });
+    }
+  });
+
   it('answers the CORS preflight with the allowed headers, without a token', async () => {
     const res = await request(app)
       .options('/codec/decode')
