@@ -2,7 +2,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { activityDepsFrom } from '../src/activities';
 import { createIssuanceActivities, stagingContext } from '../src/activities/issuance';
 import { sealOuter } from '../src/crypto/outer-layer';
-import { issuanceWorkflowId, recordIdFor } from '../src/domain/ids';
+import { cakKeyFingerprint, issuanceWorkflowId, recordIdFor } from '../src/domain/ids';
+import { issuancesRepository } from '../src/storage/issuances';
 import type { ItemDescriptor, PackageRef } from '../src/domain/issuance';
 import { stagingRepository } from '../src/storage/staging';
 import globalSetup from '../test/support/global-setup';
@@ -78,7 +79,7 @@ export async function run(): Promise<BenchResult[]> {
     const keyring = deps.managedKeyring;
     const activities = createIssuanceActivities({ db: system.db, ...deps });
     const staging = stagingRepository(system.db, config.GRIDFS_THRESHOLD_BYTES);
-    const env = new MockActivityEnvironment();
+    const issuances = issuancesRepository(system.db);
     const bare = async () => {
       const userId = uniqueId('bare');
       const issuanceId = uniqueId('iss_bare');
@@ -88,6 +89,35 @@ export async function run(): Promise<BenchResult[]> {
         { itemId: 'id-front', kind: 'id-front', contentType: 'image/png', size: ITEM_BYTES },
         { itemId: 'id-back', kind: 'id-back', contentType: 'image/png', size: ITEM_BYTES },
       ];
+      // the issuance the API would have recorded: the activities check their input against it
+      const workflowId = issuanceWorkflowId(config.ID_HMAC_SECRET, issuanceId);
+      const now = new Date();
+      await issuances.create({
+        _id: issuanceId,
+        clientId: 'dev',
+        fingerprint: 'bench',
+        workflowId,
+        recordId,
+        userId,
+        issuerDid,
+        schemaId: 'kyc-basic',
+        credentialId: 'prog-kyc-basic',
+        curve: 'secp256r1',
+        keySource: 'client',
+        cakKeyFingerprint: cakKeyFingerprint(config.ID_HMAC_SECRET, body(userId).cakPublicKey),
+        items,
+        status: 'accepted',
+        intake: 'started',
+        steps: {
+          issue: { state: 'completed' },
+          encrypt: { state: 'pending' },
+          store: { state: 'pending' },
+          shred: { state: 'pending' },
+        },
+        createdAt: now,
+        updatedAt: now,
+      });
+      const env = new MockActivityEnvironment({ workflowExecution: { workflowId, runId: 'bench' } });
       const bytes = [Buffer.from('{"fullName":"bench user"}'), files[0]!, files[1]!];
       for (const [i, item] of items.entries()) {
         const sealed = sealOuter(keyring, bytes[i]!, stagingContext(issuanceId, item.itemId));

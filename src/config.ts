@@ -104,6 +104,13 @@ export const configSchema = z.object({
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: port.default(3000),
   API_TRUST_PROXY: bool.default(false),
+  /** On SIGTERM/SIGINT, how long requests in flight may finish after the API stops accepting connections; the rest are cut. */
+  API_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  /**
+   * On SIGTERM/SIGINT, how long the API keeps serving (with /readyz answering 503) before it stops
+   * accepting connections: time for a load balancer that cannot retry a refused connection to see it.
+   */
+  API_SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
 
   EMULATOR_ENABLED: bool.default(true),
   EMULATOR_HOST: z.string().min(1).default('127.0.0.1'),
@@ -180,6 +187,13 @@ export const configSchema = z.object({
   /** Record versions kept per (issuerDid, userId, schemaId): the current one and N-1 before it. */
   RECORD_VERSIONS_KEPT: z.coerce.number().int().min(1).default(2),
   PLATFORM_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+  /**
+   * How long an issuance's platform call retries, with backoff, answers that may pass: 401/403 (the
+   * platform could not fetch our JWKS while the API restarted, or keys mid-rotation), 5xx, 408, 429
+   * and timeouts. Counted from the call's first attempt; after it the run fails, keeping its staging
+   * for `cak issuances retry` (docs/issuance.md).
+   */
+  PLATFORM_RETRY_HORIZON_SECONDS: z.coerce.number().int().min(1).default(900),
   /** Emulator only: master secret the emulated CAK key pairs derive from. */
   EMULATOR_MASTER_SECRET: z.string().min(16).default(DEV_EMULATOR_MASTER_SECRET),
   /** Emulator only: the Partner JWKS URL it trusts (default: this API's /.well-known/jwks.json). */
@@ -231,6 +245,8 @@ export const configSchema = z.object({
   CAK_MANAGED_KEYS: keyringSpec.default(DEV_MANAGED_KEYS),
   /** Temporal payload codec keys, same format; the FIRST is active. */
   CAK_CODEC_KEYS: keyringSpec.default(DEV_CODEC_KEYS),
+  /** How often the audit sequencer looks for pending events while none are waiting. */
+  AUDIT_SEAL_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(250),
   /** Audit chain keys (HMAC of each link), same format; the FIRST signs new links. The database never holds them. */
   CAK_AUDIT_KEYS: keyringSpec.default(DEV_AUDIT_KEYS),
   /** Bearer tokens accepted by the codec endpoint (/codec), comma-separated, 16+ characters each. */

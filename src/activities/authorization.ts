@@ -29,6 +29,7 @@ export interface AuthorizationActivityDeps {
 }
 
 export interface AuthorizationVerification {
+  /** an operator's revocation stands: the outcome is audited as `revoked` (the access rule reads it again on every access) */
   revoked: boolean;
   hasData: boolean;
 }
@@ -38,13 +39,10 @@ export interface SettledAuthorization {
   accessUntil?: string;
   /** false when this delivery fell inside a window already open (nothing moved) */
   opened: boolean;
-  /** a revocation stands (read after settling, so one racing the run is seen) */
-  revoked: boolean;
 }
 
 export interface AuthorizationAuditSummary {
   eventId: string;
-  seq: number;
 }
 
 export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
@@ -117,18 +115,19 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
       handlers: CallbackHandlerName[],
     ): Promise<SettledAuthorization> {
       assertGenuine(input);
-      const id = input.authorizationId;
-      await authorizations.settle(id, state, handlers);
-      let window: { accessUntil?: string; opened: boolean } = { opened: false };
       const route = toResolvedRoute(deps.registry.route(input.schemaId));
-      if ((state === 'active' || state === 'routed') && route) {
-        const opened = await authorizations.openWindow(id, new Date(input.receivedAt), route.accessWindowMs);
-        window = { accessUntil: opened.accessUntil.toISOString(), opened: opened.opened };
-      } else {
+      const opens = (state === 'active' || state === 'routed') && route !== null;
+      const window = await authorizations.settle(
+        input.authorizationId,
+        state,
+        handlers,
+        opens ? { receivedAt: new Date(input.receivedAt), windowMs: route.accessWindowMs } : undefined,
+      );
+      if (!opens) {
         // surfaced: operators list these (GET /v1/admin/authorizations?state=...) and re-drive them
-        log.warn('authorization needs attention', { authorizationId: id, state });
+        log.warn('authorization needs attention', { authorizationId: input.authorizationId, state });
       }
-      return { ...window, revoked: await authorizations.isRevoked(id) };
+      return window ? { accessUntil: window.accessUntil.toISOString(), opened: window.opened } : { opened: false };
     },
 
     /** `notify`: POSTs a signed notification (Standard Webhooks, NOTIFY_SECRET) to the route's URL. */
@@ -170,9 +169,8 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
     },
 
     /**
-     * `audit`: one keyed-chain event per consent (per re-drive), idempotent on its key. The first
-     * consent of an authorization has the key `authorization:<id>`; a later consent (a new window)
-     * adds its receipt time.
+     * `audit`: one keyed-chain event per consent (per re-drive), idempotent on its key,
+     * `authorization:<id>:<receivedAt>[:redrive:<n>]`: one insert, sealed into the chain later.
      */
     async auditAuthorization(
       input: AuthorizationInput,
@@ -184,10 +182,7 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
       },
       redrive: number,
     ): Promise<AuthorizationAuditSummary> {
-      const firstKey = `authorization:${input.authorizationId}`;
-      const first = await audit.get(firstKey);
-      const consentKey =
-        first === null || first.data.receivedAt === input.receivedAt ? firstKey : `${firstKey}:${input.receivedAt}`;
+      const consentKey = `authorization:${input.authorizationId}:${input.receivedAt}`;
       const key = redrive === 0 ? consentKey : `${consentKey}:redrive:${redrive}`;
       const event = await audit.append(
         key,
@@ -202,10 +197,9 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
           failedHandlers: result.failedHandlers.join(','),
           receivedAt: input.receivedAt,
           accessUntil: result.accessUntil ?? null,
-          deliveries: await authorizations.countDeliveries(input.authorizationId),
         },
       );
-      return { eventId: event._id, seq: event.seq };
+      return { eventId: event._id };
     },
 
     /** The access window opened at `accessFrom` has closed: audited once (the access rule already denies). */
@@ -223,7 +217,23 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
           accessUntil,
         },
       );
-      return { eventId: event._id, seq: event.seq };
+      return { eventId: event._id };
+    },
+
+    /**
+     * The audit sequencer: seals pending audit events into the keyed chain for about `forMs`,
+     * polling while nothing is pending. Run by the audit-seal schedule, one at a time.
+     */
+    async sealAuditTrail(input: { forMs: number; pollMs: number }): Promise<{ sealed: number }> {
+      const until = Date.now() + input.forMs;
+      let sealed = 0;
+      while (Date.now() < until) {
+        const n = await audit.seal();
+        sealed += n;
+        Context.current().heartbeat(sealed);
+        if (n === 0) await Context.current().sleep(input.pollMs);
+      }
+      return { sealed };
     },
 
     async countAuthorizationRedrive(authorizationId: string): Promise<void> {

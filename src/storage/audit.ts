@@ -5,21 +5,29 @@ import { canonicalJson } from '../domain/safe-json';
 import { isDuplicateKey } from './duplicate-key';
 
 /**
- * The append-only, hash-chained audit trail (`audit_events`). Each event carries `seq` (0, 1, 2,
- * ...), the link of its predecessor and its own link: an HMAC-SHA256 over (seq, prevHash, key,
- * type, at, data) under the audit keyring (CAK_AUDIT_KEYS), whose key id the event names. The
- * database never holds the keys, so whoever can write to it but lacks them cannot forge a chain
- * that verifies: editing an event and recomputing every link with a plain hash still fails at
- * the edited event.
+ * The append-only, keyed audit trail.
  *
- * FerretDB has no transactions, so appends are made safe by unique indexes instead:
- * - `_id` is the event's idempotency key (e.g. `authorization:<authorizationId>`): a retried
- *   activity or a second run finds its event already there and appends nothing;
- * - `seq` is unique: of two appenders that read the same tip, one insert wins and the other gets
- *   E11000 and retries on the new tip, so the chain never forks.
- * A tip document (`audit_tip`) makes "read the tip" one point read; it is only a hint, advanced by
- * compare-and-set after each insert, and repaired by whoever finds it behind (a crash between the
- * insert and the tip update).
+ * Appending is one insert into `audit_pending`, keyed by the event's idempotency key (e.g.
+ * `authorization:<authorizationId>`): it costs the same at 100 events as at 100,000, and
+ * concurrent appenders never wait for or retry against each other.
+ *
+ * A single sequencer (`seal`, run by the audit-seal schedule) seals pending events into the chain
+ * in batches: each sealed event in `audit_events` carries `seq` (0, 1, 2, ...), its predecessor's
+ * link and its own link, an HMAC-SHA256 over (seq, prevHash, kid, key, type, at, data) under the
+ * audit keyring (CAK_AUDIT_KEYS), whose key id the event names. The database never holds the keys,
+ * so whoever can write to it but lacks them cannot forge a chain that verifies: editing an event
+ * and recomputing every link with a plain hash still fails at the edited event.
+ *
+ * Every key the sequencer seals is first reserved in `audit_keys` (one insert per batch), so a
+ * re-queued copy of an event sealed before is found by its duplicate reservation, not by reading
+ * every candidate back.
+ *
+ * FerretDB has no transactions and applies an update as read-modify-write, so the sequencer's one
+ * point of agreement is an insert: `audit_batches` has one document per batch, `_id` = its number,
+ * so of two sealers that read the same tip only one can add the next batch. The batch names its
+ * events; its events and the removal of their pending copies follow, and whoever finds a batch
+ * whose events are missing (a crash in between) completes it from the pending copies. `audit_tip`
+ * is only a hint of the last batch, repaired by walking forward by `_id`.
  */
 
 export type AuditData = Record<string, string | number | boolean | null>;
@@ -30,27 +38,45 @@ export interface AuditKeys {
   keys: ReadonlyMap<string, Uint8Array>;
 }
 
-export interface AuditEvent {
+export interface PendingAuditEvent {
   _id: string;
+  type: AuditEventTypeName;
+  /** ISO-8601, part of the linked content */
+  at: string;
+  data: AuditData;
+}
+
+export interface AuditEvent extends PendingAuditEvent {
   seq: number;
   prevHash: string;
   /** HMAC-SHA256 (hex) under the audit key `kid` */
   hash: string;
   kid: string;
-  type: AuditEventTypeName;
-  /** ISO-8601, part of the hashed content */
-  at: string;
-  data: AuditData;
+}
+
+interface BatchDoc {
+  /** `batch:<number>`: FerretDB finds a document by a string `_id` from its index, a number it scans for */
+  _id: string;
+  number: number;
+  firstSeq: number;
+  prevHash: string;
+  lastHash: string;
+  kid: string;
+  /** the event keys in chain order */
+  keys: string[];
+  sealedAt: Date;
 }
 
 interface TipDoc {
   _id: 'tip';
+  batch: number;
   seq: number;
   hash: string;
 }
 
 export const GENESIS_HASH = '0'.repeat(64);
-const MAX_APPEND_ATTEMPTS = 1_000;
+const GENESIS_TIP = { batch: -1, seq: -1, hash: GENESIS_HASH };
+const batchId = (n: number) => `batch:${n}`;
 
 /** The event's link, or undefined when its key id is not in the keyring. */
 export function auditHash(keys: AuditKeys, event: Omit<AuditEvent, 'hash'>): string | undefined {
@@ -68,48 +94,120 @@ export function auditHash(keys: AuditKeys, event: Omit<AuditEvent, 'hash'>): str
   return createHmac('sha256', key).update(content).digest('hex');
 }
 
+/** Links pending events after the tip, in order, under `kid`. Pure. */
+export function linkEvents(
+  keys: AuditKeys,
+  kid: string,
+  tip: { seq: number; hash: string },
+  pending: readonly PendingAuditEvent[],
+): AuditEvent[] {
+  let prevHash = tip.hash;
+  return pending.map((event, i) => {
+    const unlinked = {
+      _id: event._id,
+      type: event.type,
+      at: event.at,
+      data: event.data,
+      seq: tip.seq + 1 + i,
+      prevHash,
+      kid,
+    };
+    const hash = auditHash(keys, unlinked);
+    if (hash === undefined) throw new Error(`audit key "${kid}" is not in the keyring`);
+    prevHash = hash;
+    return { ...unlinked, hash };
+  });
+}
+
 export type ChainBreak = { seq: number; eventId: string; reason: string };
-export type ChainReport = { ok: true; events: number; tipHash: string } | ({ ok: false; events: number } & ChainBreak);
+export type ChainReport =
+  | { ok: true; events: number; tipHash: string; unsealed: number }
+  | ({ ok: false; events: number; unsealed: number } & ChainBreak);
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** `seq` is unique: of two appenders that read the same tip, one insert wins. */
+/** `seq` is unique: a second guard, beside the batch arbiter, that the chain never forks. */
 export function ensureAuditIndexes(db: Db): Promise<string> {
   return db.collection<AuditEvent>('audit_events').createIndex({ seq: 1 }, { unique: true, name: 'seq_unique' });
 }
 
+const ignoreDuplicates = (err: unknown) => {
+  const writeErrors = (err as { writeErrors?: unknown[] }).writeErrors;
+  const onlyDuplicates = !!writeErrors?.length && writeErrors.every((e) => isDuplicateKey(e));
+  if (!isDuplicateKey(err) && !onlyDuplicates) throw err;
+};
+
 export function auditRepository(db: Db, keys: AuditKeys) {
   const events = db.collection<AuditEvent>('audit_events');
+  const pending = db.collection<PendingAuditEvent>('audit_pending');
+  const batches = db.collection<BatchDoc>('audit_batches');
   const tips = db.collection<TipDoc>('audit_tip');
-  let indexes: Promise<unknown> | undefined;
-  const ensureIndexes = () =>
-    (indexes ??= ensureAuditIndexes(db).catch((err) => {
-      indexes = undefined;
-      throw err;
-    }));
+  const reservations = db.collection<{ _id: string }>('audit_keys');
 
-  async function readTip(): Promise<{ seq: number; hash: string }> {
-    const tip = await tips.findOne({ _id: 'tip' });
-    let seq = tip?.seq ?? -1;
-    let hash = tip?.hash ?? GENESIS_HASH;
-    // The hint may lag (crash after insert, before the tip update): walk forward to the real tip.
-    for (;;) {
-      const next = await events.findOne({ seq: seq + 1 }, { projection: { seq: 1, hash: 1 } });
-      if (!next) return { seq, hash };
-      seq = next.seq;
-      hash = next.hash;
+  /**
+   * Which of these keys are sealed already: point reads, in parallel. FerretDB answers a filter on
+   * `_id` alone from its index but scans the collection for anything else (`$in` included), and the
+   * chain grows without bound; so this runs only for the few keys a reservation flagged.
+   */
+  async function sealedAmong(ids: readonly string[]): Promise<Set<string>> {
+    const found = await Promise.all(ids.map((_id) => events.findOne({ _id }, { projection: { _id: 1 } })));
+    return new Set(found.filter((e) => e !== null).map((e) => e._id));
+  }
+
+  /** Reserves the keys (one insert); returns those reserved before (sealed, or left by a sealer that stopped). */
+  async function reserve(ids: readonly string[]): Promise<string[]> {
+    try {
+      await reservations.insertMany(
+        ids.map((_id) => ({ _id })),
+        { ordered: false },
+      );
+      return [];
+    } catch (err) {
+      ignoreDuplicates(err);
+      const taken = (err as { writeErrors?: { index: number }[] }).writeErrors ?? [];
+      return taken.map((e) => ids[e.index]!);
     }
   }
 
-  async function advanceTip(to: { seq: number; hash: string }): Promise<void> {
+  /** Writes a batch's events (idempotent) and drops their pending copies. */
+  async function complete(batch: BatchDoc, sealed?: AuditEvent[]): Promise<void> {
+    let linked = sealed;
+    if (!linked) {
+      // a sealer stopped between the batch and its events: relink them from their pending copies
+      const have = await sealedAmong(batch.keys);
+      if (have.size < batch.keys.length) {
+        // pending is small: a scan of it is cheap
+        const copies = new Map((await pending.find({ _id: { $in: batch.keys } }).toArray()).map((p) => [p._id, p]));
+        const ordered = batch.keys.map((key) => copies.get(key));
+        if (ordered.some((p) => p === undefined)) throw new Error(`${batch._id}: events are missing`);
+        linked = linkEvents(
+          keys,
+          batch.kid,
+          { seq: batch.firstSeq - 1, hash: batch.prevHash },
+          ordered as PendingAuditEvent[],
+        );
+      }
+    }
+    if (linked && linked.length > 0) await events.insertMany(linked, { ordered: false }).catch(ignoreDuplicates);
+    await pending.deleteMany({ _id: { $in: batch.keys } });
+  }
+
+  /** The last batch: the hint, then forward by `_id`, completing any batch a crash left behind. */
+  async function readTip(): Promise<{ batch: number; seq: number; hash: string }> {
+    const hint = await tips.findOne({ _id: 'tip' });
+    let tip = hint ? { batch: hint.batch, seq: hint.seq, hash: hint.hash } : GENESIS_TIP;
+    for (;;) {
+      const next = await batches.findOne({ _id: batchId(tip.batch + 1) });
+      if (!next) break;
+      await complete(next);
+      tip = { batch: next.number, seq: next.firstSeq + next.keys.length - 1, hash: next.lastHash };
+    }
+    if (!hint || hint.batch < tip.batch) await advanceTip(tip);
+    return tip;
+  }
+
+  async function advanceTip(to: { batch: number; seq: number; hash: string }): Promise<void> {
     try {
-      // Compare-and-set: only ever forward. When the tip is already at or past `to`, the filter
-      // misses, the upsert tries to insert a second `tip` and E11000 says "nothing to do".
-      await tips.updateOne(
-        { _id: 'tip', seq: { $lt: to.seq } },
-        { $set: { seq: to.seq, hash: to.hash } },
-        { upsert: true },
-      );
+      // forward only; when the tip is already there the upsert collides on `_id` and nothing changes
+      await tips.updateOne({ _id: 'tip', batch: { $lt: to.batch } }, { $set: to }, { upsert: true });
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
@@ -117,49 +215,77 @@ export function auditRepository(db: Db, keys: AuditKeys) {
 
   return {
     events,
-    ensureIndexes,
+    pending,
 
-    /** Events in the chain (the tip's seq + 1). */
-    length: async () => (await readTip()).seq + 1,
-
-    /** Appends the event unless one with this key exists; returns the stored event either way. */
-    async append(key: string, type: AuditEventTypeName, data: AuditData, now = new Date()): Promise<AuditEvent> {
-      await ensureIndexes();
-      for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt += 1) {
-        const existing = await events.findOne({ _id: key });
-        if (existing) return existing;
-        const tip = await readTip();
-        const base = {
-          _id: key,
-          seq: tip.seq + 1,
-          prevHash: tip.hash,
-          kid: keys.activeKeyId,
-          type,
-          at: now.toISOString(),
-          data,
-        };
-        const event: AuditEvent = { ...base, hash: auditHash(keys, base)! };
-        try {
-          await events.insertOne(event);
-          await advanceTip(event);
-          return event;
-        } catch (err) {
-          if (!isDuplicateKey(err)) throw err;
-          // Lost the race for this seq (or for the key): back off a little, with jitter, and retry.
-          await sleep(Math.random() * Math.min(50, 2 + attempt * 2));
-        }
+    /** One insert: the event waits in `audit_pending` until the sequencer seals it. Idempotent on `key`. */
+    async append(key: string, type: AuditEventTypeName, data: AuditData, now = new Date()): Promise<{ _id: string }> {
+      try {
+        await pending.insertOne({ _id: key, type, at: now.toISOString(), data });
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err; // appended before (and perhaps sealed since)
       }
-      throw new Error(`audit append for ${key} did not win a slot after ${MAX_APPEND_ATTEMPTS} attempts`);
+      return { _id: key };
     },
 
-    get: (key: string) => events.findOne({ _id: key }),
+    /**
+     * Seals up to `max` pending events as the next batch; returns how many it sealed (0: nothing
+     * pending, or another sealer took the batch number first).
+     */
+    async seal(max = 500): Promise<number> {
+      const tip = await readTip();
+      const candidates = await pending.find({}).sort({ at: 1, _id: 1 }).limit(max).toArray();
+      if (candidates.length === 0) return 0;
+      // A retried append may re-queue an event sealed before. Reserving every key with one insert
+      // finds those without reading each: only a key reserved already is looked up.
+      const ids = candidates.map((c) => c._id);
+      const reservedBefore = await reserve(ids);
+      const sealedBefore = await sealedAmong(reservedBefore);
+      if (sealedBefore.size > 0) await pending.deleteMany({ _id: { $in: [...sealedBefore] } });
+      const fresh = candidates.filter((c) => !sealedBefore.has(c._id));
+      if (fresh.length === 0) return 0;
+      const linked = linkEvents(keys, keys.activeKeyId, tip, fresh);
+      const batch: BatchDoc = {
+        _id: batchId(tip.batch + 1),
+        number: tip.batch + 1,
+        firstSeq: tip.seq + 1,
+        prevHash: tip.hash,
+        lastHash: linked[linked.length - 1]!.hash,
+        kid: keys.activeKeyId,
+        keys: linked.map((e) => e._id),
+        sealedAt: new Date(),
+      };
+      try {
+        await batches.insertOne(batch);
+      } catch (err) {
+        if (isDuplicateKey(err)) return 0; // another sealer added this batch; the next call builds on it
+        throw err;
+      }
+      await complete(batch, linked);
+      await advanceTip({ batch: batch.number, seq: linked[linked.length - 1]!.seq, hash: batch.lastHash });
+      return linked.length;
+    },
 
-    /** Walks the chain from seq 0 and reports the first broken link. */
+    /** Seals until nothing is pending (tests, the CLI); returns how many it sealed. */
+    async sealAll(max = 500): Promise<number> {
+      let total = 0;
+      for (let n = await this.seal(max); n > 0; n = await this.seal(max)) total += n;
+      return total;
+    },
+
+    /** Sealed events in the chain. */
+    length: async () => (await readTip()).seq + 1,
+
+    /** The event, sealed or still pending. */
+    get: async (key: string): Promise<PendingAuditEvent | AuditEvent | null> =>
+      (await events.findOne({ _id: key })) ?? (await pending.findOne({ _id: key })),
+
+    /** Walks the sealed chain from seq 0, reports the first broken link and how many events wait to be sealed. */
     async verifyChain(): Promise<ChainReport> {
+      const unsealed = await pending.countDocuments({});
       let expectedSeq = 0;
       let prevHash = GENESIS_HASH;
       for await (const event of events.find({}).sort({ seq: 1 })) {
-        const at = { seq: event.seq, eventId: event._id };
+        const at = { seq: event.seq, eventId: event._id, unsealed };
         if (event.seq !== expectedSeq)
           return { ok: false, events: expectedSeq, ...at, reason: `expected seq ${expectedSeq}` };
         if (event.prevHash !== prevHash) {
@@ -179,10 +305,12 @@ export function auditRepository(db: Db, keys: AuditKeys) {
         prevHash = hash;
         expectedSeq += 1;
       }
-      return { ok: true, events: expectedSeq, tipHash: prevHash };
+      return { ok: true, events: expectedSeq, tipHash: prevHash, unsealed };
     },
 
-    count: (filter: { type?: AuditEventTypeName } = {}) => events.countDocuments(filter),
+    /** Events of a type, sealed or pending. */
+    count: async (filter: { type?: AuditEventTypeName } = {}) =>
+      (await events.countDocuments(filter)) + (await pending.countDocuments(filter)),
   };
 }
 

@@ -50,8 +50,6 @@ export interface AuthorizationDoc extends CallbackPayload {
   /** the current access window: opened by the delivery received at `accessFrom` */
   accessFrom?: Date;
   accessUntil?: Date;
-  /** how many access windows consents have opened */
-  consents?: number;
   /** listing hint only: `authorization_revocations` is what access checks read */
   revokedAt?: Date;
   revokedBy?: string;
@@ -137,51 +135,51 @@ export function authorizationsRepository(db: Db) {
 
     countDeliveries: (id: string) => deliveries.countDocuments({ authorizationId: id }),
 
-    /** `verify`: makes sure the record exists (idempotent) and returns it. */
-    async record(
-      id: string,
-      payload: CallbackPayload,
-      workflowId: string,
-      now = new Date(),
-    ): Promise<AuthorizationDoc> {
+    /** `verify`: makes sure the record exists (idempotent). */
+    async record(id: string, payload: CallbackPayload, workflowId: string, now = new Date()): Promise<void> {
       await retryOnDuplicate(() =>
         collection.updateOne(
           { _id: id },
-          {
-            $setOnInsert: {
-              ...insertFields(id, payload, workflowId, now),
-              state: 'received',
-              updatedAt: now,
-            },
-          },
+          { $setOnInsert: { ...insertFields(id, payload, workflowId, now), state: 'received', updatedAt: now } },
           { upsert: true },
         ),
       );
-      const doc = await collection.findOne({ _id: id });
-      if (!doc) throw new Error(`authorization ${id} vanished after upsert`);
-      return doc;
-    },
-
-    /** Records the route's outcome (the run is the only writer of `state`). */
-    async settle(id: string, state: Exclude<AuthorizationState, 'received'>, handlers: CallbackHandlerName[]) {
-      await collection.updateOne({ _id: id }, { $set: { state, handlers, updatedAt: new Date() } });
     },
 
     /**
-     * Opens the access window of the delivery received at `receivedAt`, unless that delivery falls
-     * inside the window already open (a retry, or the same delivery again): windows never extend.
+     * Records the route's outcome (the run is the only writer of `state` and the window) and, for a
+     * route that opens one, the access window of the delivery received at `receivedAt`, unless that
+     * delivery falls inside the window already open (a retry, a duplicate): windows never extend.
+     * One update in the common case: the filter says whether the window may open.
      */
-    async openWindow(id: string, receivedAt: Date, windowMs: number): Promise<AccessWindow> {
-      const doc = await collection.findOne({ _id: id }, { projection: { accessFrom: 1, accessUntil: 1, consents: 1 } });
-      if (doc?.accessFrom && doc.accessUntil && receivedAt < doc.accessUntil) {
-        return { accessFrom: doc.accessFrom, accessUntil: doc.accessUntil, opened: false };
+    async settle(
+      id: string,
+      state: Exclude<AuthorizationState, 'received'>,
+      handlers: CallbackHandlerName[],
+      window?: { receivedAt: Date; windowMs: number },
+    ): Promise<AccessWindow | undefined> {
+      const now = new Date();
+      if (window) {
+        const { receivedAt } = window;
+        const opened = { accessFrom: receivedAt, accessUntil: new Date(receivedAt.getTime() + window.windowMs) };
+        const { matchedCount } = await collection.updateOne(
+          {
+            _id: id,
+            $or: [
+              { accessUntil: { $exists: false } },
+              { accessUntil: { $lte: receivedAt } },
+              { accessFrom: receivedAt },
+            ],
+          },
+          { $set: { state, handlers, updatedAt: now, ...opened } },
+        );
+        if (matchedCount === 1) return { ...opened, opened: true };
       }
-      const window = { accessFrom: receivedAt, accessUntil: new Date(receivedAt.getTime() + windowMs) };
-      await collection.updateOne(
-        { _id: id },
-        { $set: { ...window, consents: (doc?.consents ?? 0) + 1, updatedAt: new Date() } },
-      );
-      return { ...window, opened: true };
+      await collection.updateOne({ _id: id }, { $set: { state, handlers, updatedAt: now } });
+      if (!window) return undefined;
+      const doc = await collection.findOne({ _id: id }, { projection: { accessFrom: 1, accessUntil: 1 } });
+      if (!doc?.accessFrom || !doc.accessUntil) throw new Error(`authorization ${id} has no window to keep`);
+      return { accessFrom: doc.accessFrom, accessUntil: doc.accessUntil, opened: false };
     },
 
     async countRedrive(id: string): Promise<void> {

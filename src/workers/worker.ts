@@ -6,6 +6,7 @@ import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
 import { nativeEcStatus } from '../crypto/native-ec';
 import { loadConfig, type Config } from '../config';
+import { listen } from '../net/listen';
 import { createLogger } from '../observability/logger';
 import { createMetrics, type Metrics } from '../observability/metrics';
 import { ensureIssuanceIndexes } from '../storage/indexes';
@@ -13,7 +14,7 @@ import { connectDatabase } from '../storage/mongo';
 import { connectTemporalClient } from '../temporal/connection';
 import { activityFailureMetrics } from './metrics-interceptor';
 import { temporalLoggerFrom } from './runtime-logger';
-import { ensureStagingSweepSchedule } from './schedules';
+import { ensureAuditSealSchedule, ensureStagingSweepSchedule } from './schedules';
 
 export interface WorkerHandle {
   worker: Worker;
@@ -90,8 +91,10 @@ async function main(): Promise<void> {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     intervalSeconds: config.STAGING_SWEEP_INTERVAL_SECONDS,
   });
+  await ensureAuditSealSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, pollMs: config.AUDIT_SEAL_POLL_MS });
   await client.connection.close();
-  const health = workerHttp(worker, metrics).listen(config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST);
+  const health = workerHttp(worker, metrics);
+  await listen(health, config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST); // a taken port stops the worker, named
   const nativeEc = nativeEcStatus();
   if (!nativeEc.available) {
     log.warn(

@@ -104,8 +104,8 @@ export async function authorizationWorkflow(input: AuthorizationInput): Promise<
 async function verifyAndRoute(input: AuthorizationInput): Promise<RouteResult> {
   const verified = await verifyAuthorization(input);
   const route = await resolveAuthorizationRoute(input.schemaId);
-  if (!route) return settled(input, 'unrouted', []);
-  if (!verified.hasData) return settled(input, 'no-data', []);
+  if (!route) return settled(input, 'unrouted', [], verified.revoked);
+  if (!verified.hasData) return settled(input, 'no-data', [], verified.revoked);
 
   const failedHandlers: CallbackHandlerName[] = [];
   // A consent under an operator's revocation is recorded (its window opens, and an operator's
@@ -119,17 +119,18 @@ async function verifyAndRoute(input: AuthorizationInput): Promise<RouteResult> {
     }
   }
   const state = route.handlers.includes('grant-access') ? 'active' : 'routed';
-  return { ...(await settled(input, state, route.handlers)), failedHandlers };
+  return { ...(await settled(input, state, route.handlers, verified.revoked)), failedHandlers };
 }
 
 async function settled(
   input: AuthorizationInput,
   state: 'active' | 'routed' | 'unrouted' | 'no-data',
   handlers: CallbackHandlerName[],
+  revoked: boolean,
 ): Promise<RouteResult> {
   const final = await settleAuthorization(input, state, handlers);
   return {
-    outcome: final.revoked ? 'revoked' : state,
+    outcome: revoked ? 'revoked' : state,
     handlers,
     failedHandlers: [],
     ...(final.accessUntil !== undefined ? { accessUntil: final.accessUntil } : {}),

@@ -2,3 +2,4 @@
 export { connectivityCheckWorkflow } from './connectivity';
 export { issuanceWorkflow, stagingSweepWorkflow } from './issuance';
 export { authorizationWorkflow } from './authorization';
+export { auditSealWorkflow } from './audit';

@@ -105,7 +105,12 @@ describe('issuance requests that must be refused at the edge', () => {
     ['a text field with a bad name', { ...valid(), fields: { '1st': 'x' } }, 400, 'INVALID_FIELD'],
     ['no sensitive items', { ...valid(), fields: undefined, files: [] }, 400, 'NO_ITEMS'],
     ['a file kind the schema does not allow', { ...valid(), files: [file('utility-bill')] }, 400, 'ITEM_NOT_ALLOWED'],
-    ['a file for a fields-only schema', { ...valid(), schemaId: 'age-over-18' }, 400, 'ITEM_NOT_ALLOWED'],
+    [
+      'a file for a fields-only schema',
+      { ...valid(), schemaId: 'age-over-18', credentialId: 'prog-age-over-18' },
+      400,
+      'ITEM_NOT_ALLOWED',
+    ],
     ['two files of one kind', { ...valid(), files: [file(), file()] }, 400, 'DUPLICATE_ITEM'],
     ['an SVG file', { ...valid(), files: [file('id-front', png, 'image/svg+xml')] }, 400, 'UNSUPPORTED_FILE_TYPE'],
     ['JPEG bytes declared PNG', { ...valid(), files: [file('id-front', jpeg)] }, 400, 'FILE_CONTENT_MISMATCH'],

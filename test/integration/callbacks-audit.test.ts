@@ -1,4 +1,5 @@
-import { testAuditKeys } from '../support/temporal';
+import { connectClient, testAuditKeys } from '../support/temporal';
+import { auditSealWorkflow } from '../../src/workflows/audit';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
@@ -26,7 +27,7 @@ function cakAuditVerify(config: Config): { status: number | null; stdout: string
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-describe('the hash-chained audit trail', () => {
+describe('the keyed, sealed audit trail', () => {
   let config: Config;
   let stack: CallbackStack;
 
@@ -39,22 +40,49 @@ describe('the hash-chained audit trail', () => {
     await stack?.close();
   });
 
-  it('concurrent appenders never fork the chain, and a key is appended once', async () => {
+  it('concurrent appenders and sealers never fork the chain, and a key is sealed once', async () => {
     const audit = auditRepository(stack.db, testAuditKeys());
     const keys = Array.from({ length: 60 }, (_, i) => `test:${randomUUID()}:${i}`);
-    // every key three times, 30 appenders at once
-    const events = await inParallel(
+    // every key three times, 30 appenders at once, while three extra sealers race the sequencer
+    let appending = true;
+    const sealers = [0, 1, 2].map(async () => {
+      while (appending) if ((await audit.seal(7)) === 0) await new Promise((r) => setTimeout(r, 5));
+    });
+    await inParallel(
       30,
       [...keys, ...keys, ...keys].map((key) => () => audit.append(key, 'authorization.redriven', { key })),
     );
-    const byKey = new Map<string, number>();
-    for (const event of events) {
-      expect(byKey.get(event._id) ?? event.seq).toBe(event.seq); // all three calls got the same event
-      byKey.set(event._id, event.seq);
+    appending = false;
+    await Promise.all(sealers);
+    await eventually(
+      () => audit.pending.countDocuments({}),
+      (n) => n === 0,
+    );
+    const sealed = await audit.events.find({ _id: { $in: keys } }).toArray();
+    expect(sealed).toHaveLength(60);
+    expect(new Set(sealed.map((e) => e.seq)).size).toBe(60);
+    expect(await audit.verifyChain()).toMatchObject({ ok: true, unsealed: 0 });
+  });
+
+  it('the sequencer workflow (as the audit-seal schedule starts it) seals what was appended, then ends', async () => {
+    const audit = auditRepository(stack.db, testAuditKeys());
+    await stack.stopSealLoop(); // the workflow is the only sealer now (the next test restarts the loop)
+    const key = `test:${randomUUID()}:sealed-by-workflow`;
+    await audit.append(key, 'authorization.redriven', { key });
+    expect(await audit.get(key)).not.toHaveProperty('seq');
+    const client = await connectClient(config);
+    try {
+      const result = await client.workflow.execute(auditSealWorkflow, {
+        workflowId: `audit-seal-${randomUUID()}`,
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        args: [{ forMs: 1_000, pollMs: 50 }],
+      });
+      expect(result.sealed).toBe(1);
+    } finally {
+      await client.connection.close();
     }
-    expect(byKey.size).toBe(60);
-    expect(new Set(byKey.values()).size).toBe(60);
-    expect(await audit.verifyChain()).toMatchObject({ ok: true });
+    expect(await audit.get(key)).toMatchObject({ _id: key, seq: expect.any(Number) });
+    await stack.restartWorker(); // and with it the seal loop
   });
 
   it('`cak audit verify` passes on the real trail and names the broken event after one is edited', async () => {
@@ -70,12 +98,14 @@ describe('the hash-chained audit trail', () => {
       () => stack.db.collection('audit_events').countDocuments({ type: 'authorization' }),
       (n) => n === 5,
     );
+    const sealedAll = () => stack.db.collection('audit_pending').countDocuments({});
     const revoke = await fetch(`${stack.api.url}/v1/admin/authorizations/revoke`, {
       method: 'POST',
       headers: { authorization: `Bearer ${DEV_ADMIN_TOKEN}`, 'content-type': 'application/json' },
       body: JSON.stringify(keys[0]),
     });
     expect(revoke.status).toBe(200);
+    await eventually(sealedAll, (n) => n === 0);
 
     const intact = cakAuditVerify(config);
     expect(intact.stderr).toBe('');
@@ -90,6 +120,6 @@ describe('the hash-chained audit trail', () => {
     const broken = cakAuditVerify(config);
     expect(broken.status).toBe(3);
     expect(broken.stdout).toContain(`BROKEN at seq ${victim.seq} (event ${victim._id})`);
-    expect(broken.stdout).toContain('content does not match its hash');
+    expect(broken.stdout).toContain('content does not match its keyed hash');
   });
 });

@@ -78,8 +78,10 @@ describe('authorization callbacks: exactly once', () => {
     expect(responses.filter((r) => r.status !== 200 && r.status !== 202)).toEqual([]);
     expect(new Set(responses.map((r) => r.body.workflowId)).size).toBe(100);
 
+    // every run audited its consent (and then holds its key for the access window)
+    const audit = auditRepository(stack.db, testAuditKeys());
     await eventually(
-      () => countRuns(client, config.TEMPORAL_TASK_QUEUE, ` AND ExecutionStatus = 'Completed'`),
+      () => audit.count({ type: 'authorization' }),
       (n) => n === 100,
       120_000,
     );
@@ -94,9 +96,12 @@ describe('authorization callbacks: exactly once', () => {
       (n) => n === 1_000,
     );
 
-    const audit = auditRepository(stack.db, testAuditKeys());
     expect(await audit.count({ type: 'authorization' })).toBe(100);
-    expect(await audit.verifyChain()).toMatchObject({ ok: true, events: 100 });
+    await eventually(
+      () => audit.pending.countDocuments({}),
+      (n) => n === 0,
+    );
+    expect(await audit.verifyChain()).toMatchObject({ ok: true, events: 100, unsealed: 0 });
     expect(await stack.db.collection('callback_inbox').countDocuments({})).toBe(0);
   });
 });

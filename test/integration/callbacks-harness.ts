@@ -4,11 +4,13 @@ import { MongoClient, type Db } from 'mongodb';
 import { startApi, type ApiHandle } from '../../src/api/server';
 import { DEV_CALLBACK_SECRET, DEV_ISSUER_DID, type Config } from '../../src/config';
 import { recordIdFor } from '../../src/domain/ids';
-import type { CallbackPayload } from '../../src/domain/authorization';
+import type { AuditEventTypeName, CallbackPayload } from '../../src/domain/authorization';
 import { signStandardWebhook } from '../../src/platform/callback-signature';
 import { freePort } from '../support/ports';
 import { connectClient, startTestWorker, testConfig, uniqueId } from '../support/temporal';
 import type { WorkerHandle } from '../../src/workers/worker';
+import { parseKeyring } from '../../src/crypto/keyring';
+import { auditRepository } from '../../src/storage/audit';
 
 /** Test stack for the callback pipeline: the real API (with its inbox relay) and a real worker, on a database and task queue of their own. */
 
@@ -28,18 +30,51 @@ export async function callbackConfig(overrides: NodeJS.ProcessEnv = {}): Promise
 
 export interface RunningWorker {
   handle: WorkerHandle;
+  /** stops only the audit seal loop (the worker keeps running) */
+  stopSealLoop(): Promise<void>;
   stop(): Promise<void>;
 }
 
+/**
+ * A real worker on the config's task queue, and beside it the audit sequencer's loop (what the
+ * audit-seal schedule's activity runs in production; its workflow has a test of its own), so audit
+ * events get sealed into the chain.
+ */
 export async function runWorker(config: Config): Promise<RunningWorker> {
   const handle = await startTestWorker(config, config.TEMPORAL_TASK_QUEUE);
   const running = handle.worker.run();
+  const sealer = startSealLoop(config);
   return {
     handle,
+    stopSealLoop: () => sealer.stop(),
     async stop() {
+      await sealer.stop();
       if (handle.worker.getState() === 'RUNNING') handle.worker.shutdown();
       await running;
       await handle.close();
+    },
+  };
+}
+
+/** Seals pending audit events every 50 ms until stopped (errors, e.g. a database outage, are retried). */
+export function startSealLoop(config: Config): { stop(): Promise<void> } {
+  let stopped = false;
+  const loop = (async () => {
+    const database = await openDb(config);
+    try {
+      const audit = auditRepository(database.db, parseKeyring(config.CAK_AUDIT_KEYS));
+      while (!stopped) {
+        const sealed = await audit.seal().catch(() => 0);
+        if (sealed === 0) await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await database.close();
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop.catch(() => undefined);
     },
   };
 }
@@ -58,6 +93,8 @@ export interface CallbackStack {
   api: ApiHandle;
   /** stops the worker and starts a fresh one on the same task queue (e.g. after a registry change) */
   restartWorker(): Promise<void>;
+  /** stops the audit seal loop beside the worker, until the next restart */
+  stopSealLoop(): Promise<void>;
   /** stops the worker and the API, drops the database */
   close(): Promise<void>;
 }
@@ -73,6 +110,7 @@ export async function startCallbackStack(config: Config): Promise<CallbackStack>
       await worker.stop();
       worker = await runWorker(config);
     },
+    stopSealLoop: () => worker.stopSealLoop(),
     async close() {
       await worker.stop();
       await api.close();
@@ -169,3 +207,18 @@ export async function countRuns(client: Client, taskQueue: string, extra = ''): 
 }
 
 export { connectClient };
+
+/** An authorization's audit event of a type (sealed or still pending), or null. */
+export async function auditEventOf(
+  db: Db,
+  authorizationId: string,
+  type: AuditEventTypeName = 'authorization',
+): Promise<{ _id: string; type: string; data: Record<string, unknown> } | null> {
+  const filter = { type, 'data.authorizationId': authorizationId };
+  return (
+    (await db
+      .collection<{ _id: string; type: string; data: Record<string, unknown> }>('audit_events')
+      .findOne(filter)) ??
+    (await db.collection<{ _id: string; type: string; data: Record<string, unknown> }>('audit_pending').findOne(filter))
+  );
+}

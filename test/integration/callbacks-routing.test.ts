@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Webhook } from 'standardwebhooks';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
-import type { CallbackPayload } from '../../src/domain/authorization';
+import type { AuditEventTypeName, CallbackPayload } from '../../src/domain/authorization';
 import { authorizationIdFor } from '../../src/domain/callback';
 import { auditRepository } from '../../src/storage/audit';
 import { Worker } from '@temporalio/worker';
@@ -14,6 +14,7 @@ import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { freePort } from '../support/ports';
 import { workflowBundle, testAuditKeys } from '../support/temporal';
 import {
+  auditEventOf,
   callbackConfig,
   eventually,
   postCallback,
@@ -52,11 +53,13 @@ describe('authorization routing', () => {
     callback:
       handlers: [grant-access, notify]
       notifyUrl: ${hookUrl}
+      accessWindow: 2s
   logged:
     programs: [prog-logged]
     allowedItemKinds: [fields]
     callback:
       handlers: [log-only]
+      accessWindow: 2s
   later:
     programs: [prog-later]
     allowedItemKinds: [fields]
@@ -75,9 +78,9 @@ ${extra}`;
         .findOne({ _id: authorizationIdFor(config.ID_HMAC_SECRET, key) } as never)
     )?.state as string | undefined;
   /** The audit step runs after the state is settled: wait for its event. */
-  const auditEvent = (eventKey: string) =>
+  const auditEvent = (authorizationId: string, type: AuditEventTypeName = 'authorization') =>
     eventually(
-      () => auditRepository(stack.db, testAuditKeys()).get(eventKey),
+      () => auditEventOf(stack.db, authorizationId, type),
       (e) => e !== null,
     );
   const key = (schemaId: string, n = 0): CallbackPayload => ({ userId: `user-${run}-${n}`, verifierDid, schemaId });
@@ -132,7 +135,7 @@ ${extra}`;
     const authorizationId = authorizationIdFor(config.ID_HMAC_SECRET, k);
     expect(new Set(mine.map((n) => n.headers['webhook-id']))).toEqual(new Set([authorizationId]));
     expect(JSON.parse(mine[0]!.body)).toEqual({ type: 'cak.authorization', authorizationId, ...k });
-    const event = await auditEvent(`authorization:${authorizationId}`);
+    const event = await auditEvent(authorizationId);
     expect(event?.data).toMatchObject({ outcome: 'active', handlers: 'grant-access,notify', failedHandlers: '' });
   });
 
@@ -144,7 +147,7 @@ ${extra}`;
       () => stateOf(k),
       (s) => s === 'routed',
     );
-    const event = await auditEvent(`authorization:${authorizationIdFor(config.ID_HMAC_SECRET, k)}`);
+    const event = await auditEvent(authorizationIdFor(config.ID_HMAC_SECRET, k));
     expect(event?.data).toMatchObject({ outcome: 'routed', handlers: 'log-only' });
     expect((await admin('/v1/admin/authorizations/redrive', k)).status).toBe(409);
   });
@@ -163,7 +166,10 @@ ${extra}`;
     expect(listed.authorizations).toEqual([expect.objectContaining({ userId: k.userId, schemaId: 'later' })]);
 
     // the operator adds the route and restarts the worker, then re-drives
-    writeFileSync(registryPath, registry('    callback:\n      handlers: [grant-access]\n', hookUrl));
+    writeFileSync(
+      registryPath,
+      registry('    callback:\n      handlers: [grant-access]\n      accessWindow: 2s\n', hookUrl),
+    );
     await stack.restartWorker();
     const redrive = await admin('/v1/admin/authorizations/redrive', k);
     expect(redrive.status).toBe(202);
@@ -173,11 +179,8 @@ ${extra}`;
     );
     const audit = auditRepository(stack.db, testAuditKeys());
     const id = authorizationIdFor(config.ID_HMAC_SECRET, k);
-    expect((await audit.get(`authorization:${id}`))?.data).toMatchObject({ outcome: 'unrouted' });
-    const redriven = await eventually(
-      () => audit.get(`authorization:${id}:redrive:1`),
-      (e) => e !== null,
-    );
+    expect((await auditEvent(id))?.data).toMatchObject({ outcome: 'unrouted' });
+    const redriven = await auditEvent(id, 'authorization.redriven');
     expect(redriven).toMatchObject({ type: 'authorization.redriven', data: { outcome: 'active' } });
     expect(await audit.verifyChain()).toMatchObject({ ok: true });
   });

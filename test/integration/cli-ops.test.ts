@@ -28,6 +28,7 @@ import {
 } from '../e2e/issuance-harness';
 import { uniqueId, workflowBundle, testAuditKeys } from '../support/temporal';
 import {
+  auditEventOf,
   ACKED,
   callbackConfig,
   eventually,
@@ -148,7 +149,7 @@ describe('cak operator commands against the real Temporal and database', () => {
       'face-photo': markedPng(uniqueId('face'), 8 * 1024), // inline
     });
 
-    async function post(userId: string, credentialId = 'prog-kyc-basic') {
+    async function post(userId: string) {
       const fields = { fullName: uniqueId('name') };
       const sent = files();
       const res = await fetch(`${system.apiUrl}/v1/issuances`, {
@@ -157,7 +158,7 @@ describe('cak operator commands against the real Temporal and database', () => {
         body: JSON.stringify({
           userId,
           issuerDid,
-          credentialId,
+          credentialId: 'prog-kyc-basic',
           schemaId: 'kyc-basic',
           curve: 'secp256r1',
           credentialSubject: { kycLevel: 1 },
@@ -183,7 +184,8 @@ describe('cak operator commands against the real Temporal and database', () => {
     const stored: Awaited<ReturnType<typeof post>>[] = [];
 
     it('a permanent failure is listed as failed, not retryable, and retry refuses: the client must resubmit', async () => {
-      const rejected = await post(uniqueId('user'), 'prog-unknown');
+      system.emulator.controls.failNextIssues(1, 404); // the platform refuses: permanent
+      const rejected = await post(uniqueId('user'));
       expect(await waitForIssuance(system, rejected.issuanceId)).toMatchObject({ status: 'failed' });
       expect(await staged(rejected.issuanceId)).toBe(0); // shredded at once
 
@@ -380,7 +382,7 @@ describe('cak operator commands against the real Temporal and database', () => {
       expect(redrive.stdout).toContain('1 of 1 re-driven');
       await eventually(stateOf, (s) => s === 'active');
       const event = await eventually(
-        () => auditRepository(stack.db, testAuditKeys()).get(`authorization:${id}:redrive:1`),
+        () => auditEventOf(stack.db, id, 'authorization.redriven'),
         (e) => e !== null,
       );
       expect(event).toMatchObject({ type: 'authorization.redriven', data: { outcome: 'active' } });
@@ -392,6 +394,22 @@ describe('cak operator commands against the real Temporal and database', () => {
       expect(json<Listed>(await cak(config, ['authorizations', 'list', '--state', 'unrouted', '--json']))).toEqual({
         authorizations: [],
       });
+
+      // revoke and reinstate by the callback's key; listed as revoked in between
+      const byKey = ['--user', k.userId, '--verifier', k.verifierDid, '--schema', k.schemaId];
+      const revoked = await cak(config, ['authorizations', 'revoke', ...byKey, '--by', 'ops-alice']);
+      expect([revoked.code, revoked.stdout.trim()]).toEqual([0, `${id}: revoked`]);
+      expect(json<Listed>(await cak(config, ['authorizations', 'list', '--state', 'revoked', '--json']))).toEqual({
+        authorizations: [expect.objectContaining({ authorizationId: id, state: 'revoked' })],
+      });
+      expect((await cak(config, ['authorizations', 'revoke', ...byKey])).stdout.trim()).toBe(`${id}: already revoked`);
+      const reinstated = await cak(config, ['authorizations', 'reinstate', ...byKey]);
+      expect([reinstated.code, reinstated.stdout.trim()]).toEqual([0, `${id}: reinstated`]);
+      const unknown = await cak(config, ['authorizations', 'reinstate', ...byKey.slice(0, 5), 'no-such-schema']);
+      expect(unknown.code).toBe(4);
+      const audit = auditRepository(stack.db, testAuditKeys());
+      expect(await audit.count({ type: 'authorization.revoked' })).toBe(1);
+      expect(await audit.count({ type: 'authorization.reinstated' })).toBe(1);
     });
   });
 });

@@ -11,7 +11,7 @@ import {
 } from '../../src/platform/callback-signature';
 import { isAllowedCallbackUrl } from '../../src/platform/issuer-settings';
 import { parseSchemaRegistry } from '../../src/routing/schema-registry';
-import { GENESIS_HASH, auditHash } from '../../src/storage/audit';
+import { GENESIS_HASH, auditHash, linkEvents } from '../../src/storage/audit';
 import { toResolvedRoute } from '../../src/routing/callback-routes';
 import { canonicalJson } from '../../src/domain/safe-json';
 
@@ -184,5 +184,29 @@ describe('audit links', () => {
         .update(canonicalJson({ ...event, key: 'k' }))
         .digest('hex'),
     ).not.toBe(hash);
+  });
+});
+describe('sealing a batch', () => {
+  const keys = { activeKeyId: 'k1', keys: new Map([['k1', Buffer.alloc(32, 1)]]) };
+  const pending = ['a', 'b', 'c'].map((id, i) => ({
+    _id: id,
+    type: 'verifier.manifest' as const,
+    at: `2026-01-01T00:00:0${i}.000Z`,
+    data: { n: i },
+  }));
+
+  it('numbers the events after the tip and links each to the one before, across batches', () => {
+    const first = linkEvents(keys, 'k1', { seq: -1, hash: GENESIS_HASH }, pending.slice(0, 2));
+    const second = linkEvents(keys, 'k1', { seq: 1, hash: first[1]!.hash }, pending.slice(2));
+    const chain = [...first, ...second];
+    expect(chain.map((e) => e.seq)).toEqual([0, 1, 2]);
+    expect(chain.map((e) => e.prevHash)).toEqual([GENESIS_HASH, chain[0]!.hash, chain[1]!.hash]);
+    for (const { hash, ...rest } of chain) expect(auditHash(keys, rest)).toBe(hash);
+    // the same batch linked at once gives the same chain: a sealer that completes a batch relinks it exactly
+    expect(linkEvents(keys, 'k1', { seq: -1, hash: GENESIS_HASH }, pending)).toEqual(chain);
+  });
+
+  it('refuses a key id that is not in the keyring', () => {
+    expect(() => linkEvents(keys, 'gone', { seq: -1, hash: GENESIS_HASH }, pending)).toThrow(/gone/);
   });
 });

@@ -7,9 +7,12 @@ import { connectDatabase } from '../../storage/mongo';
 /** Exit status of `cak audit verify` when the chain is broken (0 = intact, 1 = could not check). */
 export const AUDIT_BROKEN_EXIT = 3;
 
-/** `cak audit verify`: walks the hash-chained audit trail from its first event and names the first broken link. */
+/**
+ * `cak audit verify`: walks the sealed, keyed audit chain from its first event, names the first
+ * broken link, and says how many appended events wait to be sealed.
+ */
 export function registerAuditCommands(program: Command): void {
-  const audit = program.command('audit').description('the append-only, hash-chained audit trail: verify it');
+  const audit = program.command('audit').description('the append-only, keyed audit chain: verify it');
   audit
     .command('verify')
     .description('recompute every keyed link (needs CAK_AUDIT_KEYS); exit 3 naming the first broken event')
@@ -21,7 +24,9 @@ export function registerAuditCommands(program: Command): void {
         const report = await auditRepository(database.db, parseKeyring(config.CAK_AUDIT_KEYS)).verifyChain();
         if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
         else if (report.ok)
-          process.stdout.write(`audit chain intact: ${report.events} events, tip ${report.tipHash}\n`);
+          process.stdout.write(
+            `audit chain intact: ${report.events} events, tip ${report.tipHash}; ${report.unsealed} waiting to be sealed\n`,
+          );
         else {
           process.stdout.write(
             `audit chain BROKEN at seq ${report.seq} (event ${report.eventId}): ${report.reason}; ` +

@@ -23,7 +23,9 @@ import { positiveInt, print, printJson, REFUSED_EXIT, table, withDatabase, withD
 export function registerAuthorizationCommands(program: Command): void {
   const authorizations = program
     .command('authorizations')
-    .description('authorization callbacks: list them by state, re-drive unrouted and no-data ones, revoke and reinstate');
+    .description(
+      'authorization callbacks: list them by state, re-drive unrouted and no-data ones, revoke and reinstate',
+    );
 
   authorizations
     .command('list')
