@@ -1,8 +1,14 @@
 # syntax=docker/dockerfile:1
 # One image for both the API and the worker (the command picks which); multi-stage so the runtime
 # image holds only compiled JavaScript and production dependencies.
+#
+# Node: 24 LTS ("Krypton", supported to 2028-04-30). Node 20 reached end of life on 2026-04-30.
+# Node 26 became the Active LTS in late October 2026; move to it with `--build-arg NODE_MAJOR=26`
+# once the image passes its checks on it (the native addon builds against the headers and OpenSSL
+# of the Node it runs on, so all three stages must use the same major).
+ARG NODE_MAJOR=24
 
-FROM node:20-bookworm-slim AS build
+FROM node:${NODE_MAJOR}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY native ./native
@@ -12,7 +18,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-FROM node:20-bookworm-slim AS deps
+FROM node:${NODE_MAJOR}-bookworm-slim AS deps
 # A C toolchain for the native EC addon (native/ec_point.c, built by `npm ci` with node-gyp against
 # the headers that ship with node). It stays in this stage; the runtime image gets only the .node file.
 RUN apt-get update \
@@ -24,8 +30,10 @@ COPY native ./native
 # The install never fails for want of the addon (it falls back), but an image should not ship without it.
 RUN npm ci --omit=dev && test -f native/build/Release/cak_ec_point.node
 
-FROM node:20-bookworm-slim AS runtime
+FROM node:${NODE_MAJOR}-bookworm-slim AS runtime
 ENV NODE_ENV=production
+# The metrics listener is for the scraper on the container network (never publish it); API_HOST is set per service.
+ENV API_METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/native/build/Release/cak_ec_point.node ./native/build/Release/cak_ec_point.node
@@ -33,6 +41,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config
 USER node
-EXPOSE 3000
+# 3000: the API; 3002: its /metrics listener (API_METRICS_PORT), for the internal network only.
+EXPOSE 3000 3002
 # The worker uses the same image with `command: ["node", "dist/workers/worker.js"]`.
 CMD ["node", "dist/api/server.js"]

@@ -13,7 +13,7 @@ import {
 import type { AuditRepository } from '../storage/audit';
 import type { AuthorizationsRepository } from '../storage/authorizations';
 import type { VerifiersRepository } from '../storage/verifiers';
-import { authenticateClient, type ApiClients } from './auth';
+import { authenticateClient, refuse, type ApiClients, type AuthFailureThrottle } from './auth';
 
 /**
  * Operator routes, behind an admin credential (ADMIN_TOKENS, `Authorization: Bearer <token>`):
@@ -33,6 +33,8 @@ export interface AdminRouteDeps {
   idSecret: string;
   /** signals the run to re-drive; false when no run is waiting for one */
   redrive: Redriver;
+  /** per-admin request limit (keyed by `res.locals.admin`) and the per-address failure budget */
+  throttle?: { perAdmin: RequestHandler; failures: AuthFailureThrottle };
 }
 
 const b64url = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a P-256 coordinate (base64url, 32 bytes)');
@@ -56,12 +58,13 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   throw new AppError('INVALID_FIELD', `${field || 'body'}: ${issue.message}`, 400, { field });
 }
 
-function requireAdmin(admins: ApiClients): RequestHandler {
+function requireAdmin(admins: ApiClients, failures?: AuthFailureThrottle): RequestHandler {
   return (req, res, next) => {
     const match = /^Bearer ([\x21-\x7e]{1,256})$/.exec(req.get('authorization') ?? '');
     const name = authenticateClient(admins, match?.[1]);
     if (!name) {
-      next(new AppError('ADMIN_UNAUTHENTICATED', 'an admin bearer token is required', 401));
+      const error = new AppError('ADMIN_UNAUTHENTICATED', 'an admin bearer token is required', 401);
+      refuse(failures, req, res, error).then(next, next);
       return;
     }
     res.locals.admin = name;
@@ -71,7 +74,13 @@ function requireAdmin(admins: ApiClients): RequestHandler {
 
 export function adminRoutes(deps: AdminRouteDeps): Router {
   const router = Router();
-  router.use('/v1/admin', requireAdmin(deps.admins), express.json({ limit: 8 * 1024, strict: true }));
+  const perAdmin: RequestHandler = deps.throttle?.perAdmin ?? ((_req, _res, next) => next());
+  router.use(
+    '/v1/admin',
+    requireAdmin(deps.admins, deps.throttle?.failures),
+    perAdmin,
+    express.json({ limit: 8 * 1024, strict: true }),
+  );
 
   router.get('/v1/admin/authorizations', async (req, res) => {
     const query = parse(listQuery, { ...req.query });

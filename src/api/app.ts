@@ -3,11 +3,11 @@ import helmet from 'helmet';
 import type { IssuanceLimits } from '../domain/issuance-request';
 import { codecRouter, type CodecRouterOptions } from '../crypto/codec-server';
 import type { Logger } from '../observability/logger';
-import { callbackMetrics, httpMetrics, metricsRoute, type Metrics } from '../observability/metrics';
+import { callbackMetrics, httpMetrics, type Metrics } from '../observability/metrics';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import type { PartnerKeys } from '../platform/partner-keys';
 import type { RecordsRepository } from '../storage/records';
-import { perMinuteLimit, requireClient, type ApiClients } from './auth';
+import { authFailureThrottle, perIdentityLimit, requireClient, type ApiClients } from './auth';
 import { adminRoutes } from './admin';
 import type { AuthorizationApiDeps } from './authorization-wiring';
 import { callbackRoutes } from './callbacks';
@@ -19,7 +19,7 @@ import { issuanceRoutes } from './issuances';
 import { jwksRoutes } from './jwks';
 import { openapiRoutes } from './openapi';
 import { partnerTokenRoutes } from './partner-tokens';
-import { verifierRoutes } from './verifier';
+import { verifierRoutes, type DeniedAccessLog } from './verifier';
 
 /** The issuance pipeline's routes: client-authenticated issuances and partner tokens, and the public JWKS. */
 export interface IssuanceApiDeps {
@@ -32,16 +32,36 @@ export interface IssuanceApiDeps {
   rateLimits: { apiPerMinute: number; publicPerMinute: number };
 }
 
+/** Rate limits beyond the issuance routes' (per minute); defaults are src/config.ts's. */
+export interface AppLimits {
+  verifierPerMinute: number;
+  adminPerMinute: number;
+  codecPerMinute: number;
+  /** failed authentications per client address, across every route */
+  authFailuresPerMinute: number;
+}
+
+export const DEFAULT_LIMITS: AppLimits = {
+  verifierPerMinute: 300,
+  adminPerMinute: 120,
+  codecPerMinute: 600,
+  authFailuresPerMinute: 30,
+};
+
 export interface AppDeps {
   log: Logger;
   probes: ReadinessProbes;
-  trustProxy?: boolean;
+  /** Express's `trust proxy`: a hop count or trusted proxy addresses/CIDRs (API_TRUST_PROXY); never `true` */
+  trustProxy?: number | string[];
+  limits?: Partial<AppLimits>;
   issuance?: IssuanceApiDeps;
   /** the authorization pipeline: platform callbacks, Verifier access, operator routes */
   authorization?: Pick<AuthorizationApiDeps, 'callbacks' | 'verifier' | 'admin'>;
+  /** Verifier denials, counted and audited in aggregate (startApi gives one it closes on shutdown) */
+  denials?: DeniedAccessLog;
   /** the Temporal Web UI's remote codec (decodes payloads for authenticated operators) */
   codec?: CodecRouterOptions;
-  /** Prometheus metrics, served at /metrics */
+  /** Prometheus metrics: counted here, served by a listener of their own (`metricsServer`) */
   metrics?: Metrics;
   /** shutting down: /readyz answers 503 and responses close their connections */
   drain?: DrainState;
@@ -50,11 +70,15 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', deps.trustProxy ?? false);
+  const trustProxy: unknown = deps.trustProxy ?? 0;
+  if (trustProxy === true) throw new Error('trust proxy must be a hop count or a list of addresses, never true');
+  app.set('trust proxy', trustProxy);
+  const limits = { ...DEFAULT_LIMITS, ...deps.limits };
+  // One budget of failed authentications per address, shared by every authenticated route.
+  const failures = authFailureThrottle(limits.authFailuresPerMinute);
   if (deps.drain) app.use(deps.drain.middleware);
   if (deps.metrics) {
     app.use(httpMetrics(deps.metrics));
-    app.get('/metrics', metricsRoute(deps.metrics));
     app.use('/v1/cak/callbacks', callbackMetrics(deps.metrics));
   }
   if (deps.codec) {
@@ -66,25 +90,52 @@ export function createApp(deps: AppDeps): Express {
       contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
       referrerPolicy: { policy: 'same-origin' },
     });
-    app.use('/codec', codecHeaders, codecRouter(deps.codec));
+    const codec: CodecRouterOptions = {
+      throttle: { perSessionPerMinute: limits.codecPerMinute, authFailed: (req, res) => failures.failed(req, res) },
+      ...deps.codec,
+    };
+    app.use('/codec', codecHeaders, codecRouter(codec));
   }
   app.use(helmet());
-  app.use(healthRoutes(deps.probes, deps.drain?.isDraining));
+  app.use(healthRoutes(deps.probes, deps.drain?.isDraining, deps.log));
   app.use(openapiRoutes());
   if (deps.issuance) {
     const d = deps.issuance;
     app.use(jwksRoutes(d.partnerKeys, d.rateLimits.publicPerMinute));
-    const clientRoutes = [perMinuteLimit(d.rateLimits.apiPerMinute), requireClient(d.clients)];
+    // Authenticate first, then count against the client's own budget (one limiter: both route groups).
+    const perClient = perIdentityLimit('client', d.rateLimits.apiPerMinute, (_req, res) =>
+      typeof res.locals.clientId === 'string' ? res.locals.clientId : undefined,
+    );
+    const clientRoutes = [requireClient(d.clients, failures), perClient];
     app.use('/v1/issuances', ...clientRoutes);
     app.use('/v1/partner-tokens', ...clientRoutes);
     app.use(issuanceRoutes({ intake: d.intake, records: d.records, limits: d.limits }));
     app.use(partnerTokenRoutes(d.partnerTokens));
   }
   if (deps.authorization) {
+    const a = deps.authorization;
+    const locals = (name: string) => (_req: unknown, res: { locals: Record<string, unknown> }) => {
+      const value = res.locals[name];
+      return typeof value === 'string' ? value : undefined;
+    };
     // The callback route reads its own raw body (signature first); no JSON parser may run before it.
-    app.use(callbackRoutes(deps.authorization.callbacks));
-    app.use(verifierRoutes(deps.authorization.verifier));
-    app.use(adminRoutes(deps.authorization.admin));
+    app.use(callbackRoutes(a.callbacks));
+    app.use(
+      verifierRoutes({
+        ...a.verifier,
+        ...(deps.denials ? { denials: deps.denials } : {}),
+        throttle: {
+          perVerifier: perIdentityLimit('verifier', limits.verifierPerMinute, locals('verifierDid')),
+          failures,
+        },
+      }),
+    );
+    app.use(
+      adminRoutes({
+        ...a.admin,
+        throttle: { perAdmin: perIdentityLimit('admin', limits.adminPerMinute, locals('admin')), failures },
+      }),
+    );
   }
   app.use(notFound);
   app.use(errorHandler(deps.log));

@@ -17,9 +17,9 @@ import type { DeliveryLog } from './delivery-log';
 /**
  * POST /v1/cak/callbacks: the platform's authorization callback `{userId, verifierDid, schemaId}`.
  *
- * Order: content type -> raw body (4 KiB at most) -> signature on the raw bytes -> JSON.parse ->
- * key safety -> zod. Nothing is started or stored before all of them pass. Then the delivery is
- * made durable, and only then acknowledged:
+ * Order: content type -> raw body (4 KiB at most, no Content-Encoding) -> signature on the exact
+ * bytes -> UTF-8 without BOM -> JSON.parse -> key safety -> zod. Nothing is started or stored
+ * before all of them pass. Then the delivery is made durable, and only then acknowledged:
  *   200 {workflowId, duplicate}            Temporal has the run (new, or a duplicate of one it has)
  *   202 {workflowId, duplicate, queued}    Temporal could not take it; the inbox has it, the relay starts it
  *   503 CALLBACK_NOT_DURABLE               neither could take it: the platform must retry
@@ -59,6 +59,30 @@ function isJsonContentType(value: string | undefined): boolean {
   if (!value) return false;
   const [type, ...params] = value.split(';').map((p) => p.trim().toLowerCase());
   return type === 'application/json' && params.every((p) => p === '' || p === 'charset=utf-8');
+}
+
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * JSON text as RFC 8259 puts it on the wire: UTF-8, without a byte order mark (§8.1). A BOM or a
+ * byte sequence that is not UTF-8 is a 400 MALFORMED_JSON saying which, never silently repaired.
+ */
+export function parseJsonBytes(raw: Buffer): unknown {
+  if (raw.subarray(0, 3).equals(UTF8_BOM)) {
+    throw new AppError('MALFORMED_JSON', 'request body starts with a byte order mark; send JSON without one', 400);
+  }
+  let text: string;
+  try {
+    text = strictUtf8.decode(raw);
+  } catch {
+    throw new AppError('MALFORMED_JSON', 'request body is not UTF-8', 400);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new AppError('MALFORMED_JSON', 'request body is not valid JSON', 400);
+  }
 }
 
 export function callbackRoutes(deps: CallbackRouteDeps): Router {
@@ -129,16 +153,13 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
       }
       next();
     },
-    express.raw({ type: () => true, limit: CALLBACK_MAX_BODY_BYTES }),
+    // The signature covers the bytes on the wire: no Content-Encoding is undone before it (any but
+    // identity is a 415 UNSUPPORTED_ENCODING), and nothing decodes them before the HMAC.
+    express.raw({ type: () => true, limit: CALLBACK_MAX_BODY_BYTES, inflate: false }),
     async (req, res) => {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       await deps.verifier.verify(raw, req.headers);
-      let json: unknown;
-      try {
-        json = JSON.parse(raw.toString('utf8'));
-      } catch {
-        throw new AppError('MALFORMED_JSON', 'request body is not valid JSON', 400);
-      }
+      const json = parseJsonBytes(raw);
       assertSafeJson(json, { maxDepth: 1, maxKeys: 8 });
       const payload = parseCallbackPayload(json);
       const now = new Date();

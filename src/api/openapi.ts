@@ -100,7 +100,6 @@ export const errorBodySchema = z.strictObject({
 });
 
 /** The codec endpoint's own, deliberately generic error body (src/crypto/codec-server.ts). */
-const codecErrorSchema = z.strictObject({ error: z.string() });
 
 type Security = Record<string, string[]>[];
 const apiKey: Security = [{ apiKey: [] }];
@@ -110,21 +109,29 @@ const codecAuth: Security = [{ codecBearer: [] }, { codecSession: [] }];
 const publicRoute: Security = [];
 
 const json = 'application/json';
-/** A refusal by the codec endpoint: its generic `{error}` body, not the API's error envelope. */
-const codecError = (description: string): ResponseDoc => ({
-  description,
-  content: { mediaType: json, schema: codecErrorSchema, name: 'CodecError' },
-});
+/** A refusal by the codec endpoint, in the API's error envelope (no detail of the keys or payloads). */
+const codecError = (description: string, codes: string[]): ResponseDoc => ({ description, codes });
 const INTERNAL: ResponseDoc = { description: 'unexpected failure', codes: ['INTERNAL'] };
 const JSON_BODY_ERRORS = ['MALFORMED_JSON'] as const;
 const SAFE_JSON_ERRORS = ['UNSAFE_KEY', 'JSON_TOO_DEEP', 'JSON_TOO_MANY_KEYS'] as const;
 /** What every admin route with a JSON body can refuse. */
-const ADMIN_JSON_ERRORS: Record<'400' | '401' | '413', ResponseDoc> = {
-  '400': { description: 'invalid body', codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS] },
+/** Over the caller's per-minute budget, or (its credential failing) over its address's failed-authentication budget. */
+const rateLimited: ResponseDoc = {
+  description: "over the caller's per-minute rate limit, or too many failed authentications from this address",
+  codes: ['RATE_LIMITED', 'AUTH_RATE_LIMITED'],
+  headers: { 'Retry-After': { description: 'seconds', schema: { type: 'integer' } } },
+};
+/** A body that cannot be read: cut short, or a Content-Encoding that does not decode. */
+const FRAMING_400 = ['REQUEST_ABORTED', 'MALFORMED_ENCODING'] as const;
+const ADMIN_JSON_ERRORS: Record<'400' | '401' | '413' | '429', ResponseDoc> = {
+  '400': {
+    description: 'invalid body',
+    codes: ['INVALID_FIELD', ...JSON_BODY_ERRORS, ...SAFE_JSON_ERRORS, ...FRAMING_400],
+  },
   '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
   '413': { description: 'body over 8 KiB', codes: ['BODY_TOO_LARGE'] },
+  '429': rateLimited,
 };
-const rateLimited: ResponseDoc = { description: 'over the per-minute rate limit', codes: ['RATE_LIMITED'] };
 const noStore = { 'Cache-Control': { description: '`no-store`', schema: { type: 'string' } } };
 
 const userId = 'user-123';
@@ -238,7 +245,8 @@ const verifierManifest = z.object({
     }),
   ),
 });
-const checkResult = z.object({ status: z.enum(['up', 'down']), error: z.string().optional() });
+/** Up or down only: why a dependency is down goes to the log, never to this public answer. */
+const checkResult = z.object({ status: z.enum(['up', 'down']) });
 const readiness = z.object({
   status: z.enum(['ready', 'not-ready', 'draining']),
   checks: z
@@ -258,6 +266,8 @@ const issuanceBodyErrors = [
   'PROGRAM_SCHEMA_MISMATCH',
   'ISSUER_SCHEMA_MISMATCH',
   'MALFORMED_MULTIPART',
+  'TEXT_PART_AFTER_FILE',
+  'REQUEST_ABORTED',
   'MISSING_FIELD',
   'UNKNOWN_FIELD',
   'INVALID_FIELD',
@@ -317,20 +327,6 @@ export const operations: OperationDoc[] = [
       '503': {
         description: 'either is down (named in `checks`), or the process is shutting down (`draining`)',
         content: { mediaType: json, schema: readiness, name: 'Readiness' },
-      },
-    },
-  },
-  {
-    method: 'get',
-    path: '/metrics',
-    operationId: 'getMetrics',
-    summary: 'Prometheus metrics of the API process',
-    tags: ['operations'],
-    security: publicRoute,
-    responses: {
-      '200': {
-        description: 'Prometheus text exposition format',
-        content: { mediaType: 'text/plain', schema: z.string() },
       },
     },
   },
@@ -396,9 +392,16 @@ export const operations: OperationDoc[] = [
         content: { mediaType: json, schema: partnerToken, name: 'PartnerToken' },
         headers: noStore,
       },
-      '400': { description: 'invalid request', codes: ['INVALID_TOKEN_REQUEST', ...JSON_BODY_ERRORS] },
+      '400': {
+        description: 'invalid request',
+        codes: ['INVALID_TOKEN_REQUEST', ...JSON_BODY_ERRORS, ...FRAMING_400],
+      },
       '401': { description: 'no valid `x-api-key`', codes: ['UNAUTHENTICATED'] },
       '413': { description: 'body over 4 KB', codes: ['BODY_TOO_LARGE'] },
+      '415': {
+        description: 'a charset other than UTF-8, or an unknown Content-Encoding',
+        codes: ['UNSUPPORTED_CHARSET', 'UNSUPPORTED_ENCODING'],
+      },
       '429': rateLimited,
     },
   },
@@ -501,7 +504,10 @@ export const operations: OperationDoc[] = [
       },
       '409': { description: 'the Idempotency-Key was used with another request', codes: ['IDEMPOTENCY_KEY_REUSED'] },
       '413': { description: 'body or files over the limits', codes: ['BODY_TOO_LARGE', 'ITEMS_TOO_LARGE'] },
-      '415': { description: 'neither JSON nor multipart/form-data', codes: ['UNSUPPORTED_MEDIA_TYPE'] },
+      '415': {
+        description: 'neither JSON nor multipart/form-data, a charset other than UTF-8, or an unknown Content-Encoding',
+        codes: ['UNSUPPORTED_MEDIA_TYPE', 'UNSUPPORTED_CHARSET', 'UNSUPPORTED_ENCODING'],
+      },
       '429': rateLimited,
       '503': { description: 'could not stage or start; retry with the same key', codes: ['UNAVAILABLE'] },
     },
@@ -602,6 +608,7 @@ export const operations: OperationDoc[] = [
           'UNKNOWN_FIELD',
           'INVALID_FIELD',
           ...SAFE_JSON_ERRORS,
+          'REQUEST_ABORTED',
         ],
       },
       '401': {
@@ -616,7 +623,10 @@ export const operations: OperationDoc[] = [
         ],
       },
       '413': { description: `body over ${CALLBACK_MAX_BODY_BYTES} bytes`, codes: ['BODY_TOO_LARGE'] },
-      '415': { description: 'not `application/json`', codes: ['UNSUPPORTED_MEDIA_TYPE'] },
+      '415': {
+        description: 'not `application/json` (charset, if any, `utf-8`), or any Content-Encoding but identity',
+        codes: ['UNSUPPORTED_MEDIA_TYPE', 'UNSUPPORTED_ENCODING'],
+      },
       '503': {
         description:
           "the platform's JWKS cannot be fetched (jws-es256), or neither Temporal nor the database could take the delivery: retry",
@@ -649,6 +659,7 @@ export const operations: OperationDoc[] = [
         codes: ['AUTHORIZATION_REQUIRED', 'AUTHORIZATION_REVOKED', 'AUTHORIZATION_EXPIRED'],
       },
       '404': { description: 'no data held for this user and schema', codes: ['NO_DATA'] },
+      '429': rateLimited,
     },
   },
   {
@@ -687,6 +698,7 @@ export const operations: OperationDoc[] = [
         ],
       },
       '404': { description: 'a newer version replaced the package', codes: ['PACKAGE_NOT_FOUND'] },
+      '429': rateLimited,
     },
   },
   {
@@ -704,6 +716,7 @@ export const operations: OperationDoc[] = [
       },
       '400': { description: 'invalid query', codes: ['INVALID_FIELD', ...SAFE_JSON_ERRORS] },
       '401': { description: 'no valid admin token', codes: ['ADMIN_UNAUTHENTICATED'] },
+      '429': rateLimited,
     },
   },
   {
@@ -875,7 +888,7 @@ export const operations: OperationDoc[] = [
     security: publicRoute,
     responses: {
       '200': { description: 'the sign-in form', content: { mediaType: 'text/html', schema: z.string() } },
-      '403': codecError('cross-origin request from an origin not allowed'),
+      '403': codecError('cross-origin request from an origin not allowed', ['CODEC_ORIGIN_NOT_ALLOWED']),
     },
   },
   {
@@ -907,8 +920,14 @@ export const operations: OperationDoc[] = [
           },
         },
       },
-      '401': codecError('unknown token'),
-      '403': codecError('origin not allowed'),
+      '400': { description: 'the form has no `token` field', codes: ['MISSING_FIELD'] },
+      '401': codecError('unknown token', ['CODEC_UNAUTHENTICATED']),
+      '403': codecError('origin not allowed', ['CODEC_ORIGIN_NOT_ALLOWED']),
+      '415': {
+        description: 'not an `application/x-www-form-urlencoded` form (a JSON body, say)',
+        codes: ['SESSION_FORM_REQUIRED'],
+      },
+      '429': codecError('too many failed sign-ins from this address', ['AUTH_RATE_LIMITED']),
     },
   },
   {
@@ -920,7 +939,7 @@ export const operations: OperationDoc[] = [
     security: publicRoute,
     responses: {
       '204': { description: 'signed out' },
-      '403': codecError('origin not allowed'),
+      '403': codecError('origin not allowed', ['CODEC_ORIGIN_NOT_ALLOWED']),
     },
   },
   ...(['encode', 'decode'] as const).map((direction): OperationDoc => ({
@@ -951,10 +970,19 @@ export const operations: OperationDoc[] = [
         description: 'the payloads, transformed',
         content: { mediaType: json, schema: codecPayloads, name: 'CodecPayloadsResult' },
       },
-      '400': codecError('not `{payloads: [...]}`'),
-      '401': codecError('no valid bearer token or session'),
-      '403': codecError('origin not allowed'),
-      '500': codecError('the payloads could not be transformed'),
+      '400': codecError('not `{payloads: [...]}`, or a payload the keyring cannot open', [
+        'INVALID_PAYLOADS',
+        'MALFORMED_JSON',
+        'CODEC_PAYLOAD_INVALID',
+        'CODEC_KEY_UNKNOWN',
+      ]),
+      '401': codecError('no valid bearer token or session', ['CODEC_UNAUTHENTICATED']),
+      '403': codecError('origin not allowed', ['CODEC_ORIGIN_NOT_ALLOWED']),
+      '429': codecError('over the per-session rate limit, or too many failed tokens from this address', [
+        'RATE_LIMITED',
+        'AUTH_RATE_LIMITED',
+      ]),
+      '500': INTERNAL,
     },
   })),
 ];

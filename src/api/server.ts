@@ -9,7 +9,10 @@ import { ensureIssuanceIndexes } from '../storage/indexes';
 import { pingDatabase } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
 import { createApp } from './app';
+import { answerClientErrors } from './errors';
 import { apiMetrics } from './metrics';
+import { metricsServer } from '../observability/metrics';
+import { deniedAccessLog } from './verifier';
 import { authorizationApiDeps, ensureAuthorizationIndexes } from './authorization-wiring';
 import type { RelayOptions } from './callback-relay';
 import { issuanceApiDeps } from './issuance-wiring';
@@ -19,6 +22,8 @@ import { drain, drainState } from './lifecycle';
 export interface ApiHandle {
   server: Server;
   url: string;
+  /** the metrics listener (API_METRICS_HOST:API_METRICS_PORT), `<metricsUrl>/metrics` */
+  metricsUrl: string;
   /**
    * Graceful stop: /readyz answers 503 and responses close their connections; after
    * API_SHUTDOWN_DELAY_MS the listener and idle keep-alive connections close; requests in flight get
@@ -36,6 +41,8 @@ export interface ApiOptions {
   relay?: Partial<RelayOptions>;
   /** how long a callback waits for Temporal before the inbox takes it */
   callbackStartTimeoutMs?: number;
+  /** the time bucket of aggregated `verifier.denied` audit events (default a minute; tests shorten it) */
+  denialBucketMs?: number;
 }
 
 export async function startApi(config: Config, options: ApiOptions = {}): Promise<ApiHandle> {
@@ -53,13 +60,27 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     ...(options.callbackStartTimeoutMs ? { startTimeoutMs: options.callbackStartTimeoutMs } : {}),
   });
   const draining = drainState();
+  const metrics = apiMetrics(mongo.db(config.MONGODB_DB), parseKeyring(config.CAK_AUDIT_KEYS), {
+    refreshMs: config.API_METRICS_REFRESH_SECONDS * 1000,
+  });
+  const denials = deniedAccessLog(authorization.verifier.audit, {
+    counter: metrics.verifierDenied,
+    ...(options.denialBucketMs ? { bucketMs: options.denialBucketMs } : {}),
+  });
   const app = createApp({
     log,
     trustProxy: config.API_TRUST_PROXY,
+    limits: {
+      verifierPerMinute: config.VERIFIER_RATE_LIMIT_PER_MINUTE,
+      adminPerMinute: config.ADMIN_RATE_LIMIT_PER_MINUTE,
+      codecPerMinute: config.CODEC_RATE_LIMIT_PER_MINUTE,
+      authFailuresPerMinute: config.AUTH_FAILURE_LIMIT_PER_MINUTE,
+    },
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
     issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
     authorization,
-    metrics: apiMetrics(mongo.db(config.MONGODB_DB), parseKeyring(config.CAK_AUDIT_KEYS)),
+    denials,
+    metrics,
     codec: {
       keyring: codecKeyring,
       bearerTokens: config.CODEC_AUTH_TOKENS,
@@ -67,17 +88,29 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     },
     drain: draining,
   });
+  const metricsListener = metricsServer(metrics);
   const release = async () => {
+    metrics.gauges.stop();
+    await new Promise<void>((resolve) => {
+      if (!metricsListener.listening) return resolve();
+      metricsListener.close(() => resolve());
+      metricsListener.closeAllConnections();
+    });
+    await denials.close().catch((err: unknown) => log.warn({ err }, 'verifier denials not audited at shutdown'));
     await authorization.close();
     await connection.close().catch(() => undefined);
     await mongo.close();
   };
   // Bind first: a taken port fails the start before any background work begins.
   const server = createServer(app);
+  answerClientErrors(server);
   let port: number;
+  let metricsPort: number;
   try {
     port = await listen(server, config.API_PORT, config.API_HOST);
+    metricsPort = await listen(metricsListener, config.API_METRICS_PORT, config.API_METRICS_HOST);
   } catch (err) {
+    if (server.listening) server.close();
     await release();
     throw err;
   }
@@ -89,11 +122,13 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     log.warn({ err }, 'issuance indexes not ensured yet (database down?); the worker ensures them at start'),
   );
   const url = `http://${config.API_HOST}:${port}`;
-  log.info({ url }, 'api listening');
+  const metricsUrl = `http://${config.API_METRICS_HOST}:${metricsPort}`;
+  log.info({ url, metricsUrl }, 'api listening');
   let closing: Promise<void> | undefined;
   return {
     server,
     url,
+    metricsUrl,
     close() {
       closing ??= (async () => {
         draining.begin();

@@ -1,8 +1,11 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { Payload } from '@temporalio/common';
+import { rateLimit } from 'express-rate-limit';
 import { z } from 'zod';
 import { activeKey, type Keyring } from './keyring';
+import { AppError } from '../domain/errors';
+import { CryptoError } from './keys';
 import { AesGcmPayloadCodec } from './payload-codec';
 
 /**
@@ -15,6 +18,12 @@ export interface CodecRouterOptions {
   keyring: Keyring;
   bearerTokens: string[];
   allowedOrigins: string[];
+  throttle?: {
+    /** requests per minute per session (or bearer token) on /encode and /decode */
+    perSessionPerMinute: number;
+    /** counts one failed sign-in or token from the request's address; true when it is over its budget */
+    authFailed?: (req: Request, res: Response) => Promise<boolean>;
+  };
 }
 
 const ALLOW_HEADERS = 'content-type, x-namespace, authorization';
@@ -41,7 +50,7 @@ export function codecRouter(options: CodecRouterOptions): Router {
     const origin = req.headers.origin;
     if (origin !== undefined && origin !== `${req.protocol}://${req.get('host')}`) {
       if (!origins.has(origin)) {
-        res.status(403).json({ error: 'origin not allowed' });
+        next(new AppError('CODEC_ORIGIN_NOT_ALLOWED', `origin ${origin.slice(0, 100)} may not call the codec`, 403));
         return;
       }
       res.setHeader('Access-Control-Allow-Origin', origin);
@@ -65,22 +74,50 @@ export function codecRouter(options: CodecRouterOptions): Router {
     res.setHeader('content-type', 'text/html; charset=utf-8');
     res.send(SESSION_FORM);
   });
-  router.post('/session', express.urlencoded({ extended: false, limit: '4kb' }), (req: Request, res: Response) => {
-    const token = (req.body as { token?: unknown } | undefined)?.token;
-    if (typeof token !== 'string' || !matchesAny(tokenDigests, digest(token))) {
-      res.status(401).json({ error: 'unauthorized' });
-      return;
-    }
-    res.cookie(SESSION_COOKIE, sessions.issue(digest(token)), {
-      httpOnly: true,
-      sameSite: 'strict',
-      secure: req.secure,
-      path: '/codec',
-      maxAge: SESSION_TTL_MS,
-    });
-    res.setHeader('content-type', 'text/html; charset=utf-8');
-    res.send('<!doctype html><title>Codec session</title><p id="signed-in">Signed in to the codec endpoint.</p>');
-  });
+  // A failed sign-in or token: 401, or 429 once the address is over its failed-authentication budget.
+  const refuse = async (req: Request, res: Response): Promise<AppError> =>
+    (await (options.throttle?.authFailed?.(req, res) ?? Promise.resolve(false)))
+      ? new AppError('AUTH_RATE_LIMITED', 'too many failed authentications from this address; retry later', 429)
+      : new AppError('CODEC_UNAUTHENTICATED', 'a codec bearer token or a signed-in session is required', 401);
+
+  // The sign-in is an HTML form post; anything else (a JSON body, say) is told so, not taken for a wrong token.
+  router.post(
+    '/session',
+    (req: Request, res: Response, next: NextFunction) => {
+      if (!req.is('application/x-www-form-urlencoded')) {
+        next(
+          new AppError(
+            'SESSION_FORM_REQUIRED',
+            'sign in with Content-Type application/x-www-form-urlencoded and a "token" field',
+            415,
+          ),
+        );
+        return;
+      }
+      next();
+    },
+    express.urlencoded({ extended: false, limit: '4kb', parameterLimit: 10 }),
+    (req: Request, res: Response, next: NextFunction) => {
+      const token = (req.body as { token?: unknown } | undefined)?.token;
+      if (typeof token !== 'string' || token.length === 0) {
+        next(new AppError('MISSING_FIELD', 'the form needs a "token" field', 400, { field: 'token' }));
+        return;
+      }
+      if (!matchesAny(tokenDigests, digest(token))) {
+        refuse(req, res).then(next, next);
+        return;
+      }
+      res.cookie(SESSION_COOKIE, sessions.issue(digest(token)), {
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: req.secure,
+        path: '/codec',
+        maxAge: SESSION_TTL_MS,
+      });
+      res.setHeader('content-type', 'text/html; charset=utf-8');
+      res.send('<!doctype html><title>Codec session</title><p id="signed-in">Signed in to the codec endpoint.</p>');
+    },
+  );
   router.delete('/session', (_req: Request, res: Response) => {
     res.clearCookie(SESSION_COOKIE, { path: '/codec' });
     res.status(204).end();
@@ -88,42 +125,57 @@ export function codecRouter(options: CodecRouterOptions): Router {
 
   router.use((req: Request, res: Response, next: NextFunction) => {
     const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    const bearerOk = match?.[1] !== undefined && matchesAny(tokenDigests, digest(match[1]));
-    if (!bearerOk && !sessions.valid(sessionCookie(req.headers.cookie))) {
-      res.status(401).json({ error: 'unauthorized' });
+    const bearer = match?.[1] === undefined ? undefined : digest(match[1]);
+    const cookie = sessionCookie(req.headers.cookie);
+    if (bearer !== undefined && matchesAny(tokenDigests, bearer)) {
+      res.locals.codecSession = `token:${bearer.toString('base64url')}`;
+    } else if (sessions.valid(cookie)) {
+      res.locals.codecSession = `session:${cookie}`;
+    } else {
+      refuse(req, res).then(next, next);
       return;
     }
     next();
   });
+
+  // Per session (or bearer token), after authentication: one busy operator never slows another.
+  if (options.throttle) {
+    router.use(
+      rateLimit({
+        windowMs: 60_000,
+        limit: options.throttle.perSessionPerMinute,
+        identifier: 'codec-session',
+        standardHeaders: 'draft-8',
+        legacyHeaders: false,
+        validate: { xForwardedForHeader: false }, // keyed by session: addresses play no part
+        keyGenerator: (_req, res) => String(res.locals.codecSession),
+        handler: (_req, _res, next) => next(new AppError('RATE_LIMITED', 'too many requests; retry later', 429)),
+      }),
+    );
+  }
 
   router.use(express.json({ limit: '8mb' }));
 
   const handle = (direction: 'encode' | 'decode') => async (req: Request, res: Response) => {
     const parsed = bodySchema.safeParse(req.body);
     if (!parsed.success) {
-      res.status(400).json({ error: 'expected {payloads: [{metadata, data}]}' });
-      return;
+      throw new AppError('INVALID_PAYLOADS', 'expected {"payloads": [{"metadata", "data"}]} with base64 values', 400);
     }
     try {
       const payloads = parsed.data.payloads.map(fromJson);
       const result = direction === 'encode' ? await codec.encode(payloads) : await codec.decode(payloads);
       res.json({ payloads: result.map(toJson) });
-    } catch {
-      res.status(500).json({ error: 'internal error' });
+    } catch (err) {
+      // a payload this keyring cannot open (unknown key, tampered, truncated) is the caller's input
+      if (err instanceof CryptoError)
+        throw new AppError(err.code, 'a payload could not be decoded with the codec keyring', 400);
+      throw err;
     }
   };
   router.post('/encode', handle('encode'));
   router.post('/decode', handle('decode'));
 
-  router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    // body-parser marks unreadable bodies (bad JSON, too large) with a 4xx status
-    const status = (err as { status?: unknown } | null)?.status;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      res.status(status).json({ error: 'bad request' });
-      return;
-    }
-    res.status(500).json({ error: 'internal error' });
-  });
+  // Errors (ours, and unreadable bodies from the JSON parser) go on to the API's one error mapper.
   return router;
 }
 

@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:http';
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { nativeEcStatus } from '../crypto/native-ec';
@@ -12,6 +13,7 @@ export interface Metrics {
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   callbacks: Counter<'outcome' | 'code'>;
   activityFailures: Counter<'activity' | 'type'>;
+  verifierDenied: Counter<'reason'>;
 }
 
 export function createMetrics(component: 'api' | 'worker'): Metrics {
@@ -56,33 +58,66 @@ export function createMetrics(component: 'api' | 'worker'): Metrics {
       labelNames: ['activity', 'type'],
       registers: [registry],
     }),
+    verifierDenied: new Counter({
+      name: 'cak_verifier_denied_total',
+      help: 'Verifier requests denied by the access rule, by reason (AUTHORIZATION_REQUIRED, _REVOKED, _EXPIRED)',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
   };
 }
 
-/** A gauge whose value is read from the database at scrape time (e.g. issuances by state). */
-export function databaseGauge<L extends string>(
+export interface DatabaseGaugeSpec<L extends string> {
+  name: string;
+  help: string;
+  labelNames: L[];
+  read: () => Promise<{ labels: Record<L, string>; value: number }[]>;
+}
+
+/**
+ * Gauges read from the database on an interval, never at scrape time: a scrape (however often, by
+ * however many scrapers) serves the last values read and costs the database nothing. A gauge whose
+ * last read failed (database down) is left out of scrapes until a read succeeds again.
+ */
+export interface DatabaseGauges {
+  /** reads every gauge once now (the interval does the same) */
+  refresh(): Promise<void>;
+  stop(): void;
+}
+
+export function databaseGauges(
   metrics: Metrics,
-  options: {
-    name: string;
-    help: string;
-    labelNames: L[];
-    read: () => Promise<{ labels: Record<L, string>; value: number }[]>;
-  },
-): Gauge<L> {
-  return new Gauge<L>({
-    name: options.name,
-    help: options.help,
-    labelNames: options.labelNames,
-    registers: [metrics.registry],
-    async collect() {
-      this.reset();
-      try {
-        for (const { labels, value } of await options.read()) this.set(labels, value);
-      } catch {
-        // Database unreachable: the gauge is left out of this scrape rather than failing it.
+  specs: DatabaseGaugeSpec<string>[],
+  options: { refreshMs: number },
+): DatabaseGauges {
+  const cache = new Map<string, { labels: Record<string, string>; value: number }[] | undefined>();
+  for (const spec of specs) {
+    new Gauge<string>({
+      name: spec.name,
+      help: spec.help,
+      labelNames: spec.labelNames,
+      registers: [metrics.registry],
+      collect() {
+        this.reset();
+        for (const { labels, value } of cache.get(spec.name) ?? []) this.set(labels, value);
+      },
+    });
+  }
+  let running: Promise<void> | undefined;
+  const refresh = () =>
+    (running ??= (async () => {
+      for (const spec of specs) {
+        try {
+          cache.set(spec.name, await spec.read());
+        } catch {
+          cache.set(spec.name, undefined); // database unreachable: left out, not stale
+        }
       }
-    },
-  });
+    })().finally(() => (running = undefined)));
+  void refresh();
+  const timer = setInterval(() => void refresh(), options.refreshMs);
+  timer.unref();
+  return { refresh, stop: () => clearInterval(timer) };
 }
 
 export type CallbackOutcome = 'started' | 'duplicate' | 'inboxed' | 'rejected' | 'unavailable';
@@ -123,4 +158,21 @@ export function metricsRoute(metrics: Metrics): RequestHandler {
     res.setHeader('content-type', metrics.registry.contentType);
     res.send(await metrics.registry.metrics());
   };
+}
+
+/**
+ * A listener of its own for `GET /metrics` (like the worker's health port): never on the public
+ * port, so the proxy in front of the API cannot expose it, and the scraper reaches it directly.
+ */
+export function metricsServer(metrics: Metrics): Server {
+  return createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n'),
+    );
+  });
 }

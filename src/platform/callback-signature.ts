@@ -1,12 +1,12 @@
-import { timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { CompactSign, compactVerify, createRemoteJWKSet, errors as joseErrors, type KeyLike } from 'jose';
-import { Webhook } from 'standardwebhooks';
 import { AppError } from '../domain/errors';
 
 /**
- * Callback signature verification, on the raw body, behind one interface. The platform has not
- * documented how it signs callbacks (air-cak-platform.md §9.1), so the scheme is a setting
+ * Callback signature verification over the exact bytes received (a BOM, or bytes that are not
+ * UTF-8, included), behind one interface. The platform has not documented how it signs callbacks
+ * (air-cak-platform.md §9.1), so the scheme is a setting
  * (CALLBACK_SIGNATURE_SCHEME) and each scheme is one small class. Every failure is a 401 AppError
  * with a code, except "cannot fetch the platform's keys", which is a 503 (the platform retries).
  */
@@ -44,28 +44,42 @@ function checkTimestamp(seconds: number, toleranceSeconds: number, now = Date.no
   if (seconds - nowSeconds > toleranceSeconds) fail(SignatureErrorCode.Future, 'signature timestamp is in the future');
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
 // ---------------------------------------------------------------------------------------------
 // Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64> [v1,<b64>...]`,
-// HMAC-SHA256 over `id.timestamp.body`. The `standardwebhooks` library computes the HMAC; we do
-// the checks around it ourselves because its `verify` takes one secret, a fixed 5-minute window
-// and a lenient `parseInt` of the timestamp.
+// HMAC-SHA256 over `id.timestamp.` followed by the body. The HMAC covers the exact bytes received:
+// nothing decodes the body before it (a decoder would drop a leading BOM, or replace bytes that are
+// not UTF-8, so two different bodies would carry one signature). The `standardwebhooks` library's
+// `verify` takes one secret, a fixed 5-minute window, a lenient `parseInt` of the timestamp and a
+// decoded string, so the checks and the HMAC are ours; its `sign` is the reference the tests hold
+// ours to.
 
 export const WEBHOOK_ID = /^[\x21-\x7e]{1,256}$/;
 export const WEBHOOK_TIMESTAMP = /^\d{1,12}$/;
 const MAX_SIGNATURE_HEADER = 4096;
+const WHSEC_PREFIX = 'whsec_';
+
+/** A `whsec_<base64>` secret's key bytes. */
+export function standardWebhookKey(secret: string): Buffer {
+  const key = Buffer.from(secret.startsWith(WHSEC_PREFIX) ? secret.slice(WHSEC_PREFIX.length) : secret, 'base64');
+  if (key.length === 0) throw new Error('a Standard Webhooks secret needs key bytes');
+  return key;
+}
+
+/** The base64 v1 signature: HMAC-SHA256 under `key` of `<id>.<seconds>.` and then the body's bytes, as they are. */
+export function standardWebhookSignature(key: Uint8Array, id: string, seconds: number, body: Uint8Array): string {
+  return createHmac('sha256', key).update(`${id}.${seconds}.`, 'utf8').update(body).digest('base64');
+}
 
 export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
   readonly scheme = 'standard-webhooks' as const;
-  private readonly hooks: Webhook[];
+  private readonly keys: Buffer[];
 
   constructor(
     secrets: readonly string[],
     private readonly toleranceSeconds: number,
   ) {
     if (secrets.length === 0) throw new Error('standard-webhooks needs at least one secret');
-    this.hooks = secrets.map((s) => new Webhook(s));
+    this.keys = secrets.map(standardWebhookKey);
   }
 
   verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void> {
@@ -86,12 +100,6 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
     if (!WEBHOOK_ID.test(id) || !WEBHOOK_TIMESTAMP.test(timestamp) || signatures.length > MAX_SIGNATURE_HEADER) {
       fail(SignatureErrorCode.Malformed, 'malformed signature headers');
     }
-    let body: string;
-    try {
-      body = utf8.decode(rawBody);
-    } catch {
-      fail(SignatureErrorCode.Invalid, 'body is not UTF-8, so it cannot match a signature');
-    }
     const seconds = Number(timestamp);
     const passed = signatures
       .split(' ')
@@ -99,8 +107,8 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
       .filter(([version, sig]) => version === 'v1' && sig !== undefined)
       .map(([, sig]) => Buffer.from(sig!, 'utf8'));
     let matched = false;
-    for (const hook of this.hooks) {
-      const expected = Buffer.from(hook.sign(id, new Date(seconds * 1000), body).slice(3), 'utf8');
+    for (const key of this.keys) {
+      const expected = Buffer.from(standardWebhookSignature(key, id, seconds, rawBody), 'utf8');
       // Constant-time per comparison; we keep looping after a match so timing does not tell which secret matched.
       for (const sig of passed) if (sig.length === expected.length && timingSafeEqual(sig, expected)) matched = true;
     }
@@ -109,22 +117,27 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
   }
 }
 
-/** Signs like the platform would (emulator, tests, bench): the three Standard Webhooks headers. */
+/**
+ * Signs like the platform would (emulator, tests, bench): the three Standard Webhooks headers. A
+ * string body is signed as its UTF-8 bytes; bytes are signed as they are.
+ */
 export function signStandardWebhook(
   secret: string,
-  body: string,
+  body: string | Uint8Array,
   options: { id: string; timestamp?: Date },
 ): Record<string, string> {
-  const timestamp = options.timestamp ?? new Date();
+  const seconds = Math.floor((options.timestamp ?? new Date()).getTime() / 1000);
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
   return {
     'webhook-id': options.id,
-    'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
-    'webhook-signature': new Webhook(secret).sign(options.id, timestamp, body),
+    'webhook-timestamp': String(seconds),
+    'webhook-signature': `v1,${standardWebhookSignature(standardWebhookKey(secret), options.id, seconds, bytes)}`,
   };
 }
 
 // ---------------------------------------------------------------------------------------------
-// jws-es256: a detached compact JWS (RFC 7515 appendix F) over the raw body in `x-jws-signature`,
+// jws-es256: a detached compact JWS (RFC 7515 appendix F) over the raw body's exact bytes (the
+// payload is their base64url) in `x-jws-signature`,
 // `<b64url(protected)>..<b64url(signature)>`, protected header `{alg: ES256, kid, iat}`. Keys come
 // from the platform's JWKS URL, cached, refetched when a `kid` is unknown (jose's remote JWK set).
 
@@ -174,14 +187,14 @@ function isFetchFailure(err: unknown): boolean {
   return err instanceof TypeError || (err instanceof Error && /fetch|ECONNREFUSED|Expected 200 OK/i.test(err.message));
 }
 
-/** Signs like the platform might (emulator, tests): the detached JWS header. */
+/** Signs like the platform might (emulator, tests): the detached JWS header, over the body's bytes (a string as UTF-8). */
 export async function signJwsEs256(
   privateKey: KeyLike | Uint8Array,
   kid: string,
-  body: string,
+  body: string | Uint8Array,
   iat = Math.floor(Date.now() / 1000),
 ): Promise<Record<string, string>> {
-  const compact = await new CompactSign(new TextEncoder().encode(body))
+  const compact = await new CompactSign(typeof body === 'string' ? new TextEncoder().encode(body) : body)
     .setProtectedHeader({ alg: 'ES256', kid, iat })
     .sign(privateKey);
   const [protectedPart, , signature] = compact.split('.');

@@ -241,7 +241,17 @@ describe('access model', () => {
       expect(types.filter((t) => t === 'authorization')).toHaveLength(3);
       expect(types.filter((t) => t === 'authorization.revoked')).toHaveLength(2);
       expect(types.filter((t) => t === 'authorization.reinstated')).toHaveLength(2);
-      expect(types).toEqual(expect.arrayContaining(['verifier.manifest', 'verifier.package', 'verifier.denied']));
+      expect(types).toEqual(expect.arrayContaining(['verifier.manifest', 'verifier.package']));
+      // denials are audited in aggregate, per (verifierDid, reason, time bucket) with a count
+      const denials = await eventually(
+        () =>
+          database.db
+            .collection<AuditEvent>('audit_events')
+            .find({ type: 'verifier.denied', 'data.verifierDid': key.verifierDid })
+            .toArray(),
+        (list) => list.length > 0,
+      );
+      expect(denials.every((e) => Number(e.data.count) >= 1)).toBe(true);
       expect(events.filter((e) => e.type === 'authorization').map((e) => e.data.outcome)).toEqual([
         'active',
         'active',

@@ -174,10 +174,34 @@ const cases: [string, () => Attempt, number, string][] = [
     'SIGNATURE_INVALID',
   ],
   [
-    'invalid UTF-8 bytes (signed as bytes)',
+    'invalid UTF-8 bytes (signed as bytes): the signature holds, the body is not JSON text',
     () => signRawBytes(Buffer.from([0x7b, 0xff, 0xfe, 0x7d])),
+    400,
+    'MALFORMED_JSON',
+  ],
+  [
+    'BOM-prefixed body signed without its BOM',
+    () => ({ ...signed(validBody), body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(validBody)]) }),
     401,
     'SIGNATURE_INVALID',
+  ],
+  [
+    'BOM-prefixed body signed with its BOM: verified, then refused as JSON',
+    () => signRawBytes(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(validBody)])),
+    400,
+    'MALFORMED_JSON',
+  ],
+  [
+    'an unknown Content-Encoding',
+    () => signed(validBody, (h) => (h['content-encoding'] = 'x-foo')),
+    415,
+    'UNSUPPORTED_ENCODING',
+  ],
+  [
+    'gzip on a body that is not gzip',
+    () => signed(validBody, (h) => (h['content-encoding'] = 'gzip')),
+    415,
+    'UNSUPPORTED_ENCODING',
   ],
   // transport
   [

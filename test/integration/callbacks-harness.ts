@@ -83,6 +83,7 @@ export function startSealLoop(config: Config): { stop(): Promise<void> } {
 export async function startCallbackApi(config: Config, options: { startTimeoutMs?: number } = {}): Promise<ApiHandle> {
   return startApi(config, {
     relay: { intervalMs: 100, maxBackoffMs: 500 },
+    denialBucketMs: 1_000, // aggregated verifier.denied events appear within seconds
     ...(options.startTimeoutMs ? { callbackStartTimeoutMs: options.startTimeoutMs } : {}),
   });
 }

@@ -2,10 +2,13 @@ import { spawn } from 'node:child_process';
 import { ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import { WorkflowFailedError } from '@temporalio/client';
+import type { AddressInfo } from 'node:net';
+import { MongoClient } from 'mongodb';
+import { apiMetrics } from '../../src/api/metrics';
 import type { ApiHandle } from '../../src/api/server';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { dataConverterFor } from '../../src/crypto/payload-codec';
-import { createMetrics } from '../../src/observability/metrics';
+import { createMetrics, metricsServer } from '../../src/observability/metrics';
 import { activityFailureMetrics } from '../../src/workers/metrics-interceptor';
 import { connectivityCheckWorkflow } from '../../src/workflows';
 import { freePort } from '../support/ports';
@@ -31,7 +34,7 @@ describe('API metrics', () => {
   let worker: RunningWorker;
 
   beforeAll(async () => {
-    const config = await callbackConfig();
+    const config = await callbackConfig({ API_METRICS_REFRESH_SECONDS: '1' });
     worker = await runWorker(config);
     api = await startCallbackApi(config);
   });
@@ -46,7 +49,7 @@ describe('API metrics', () => {
     expect((await postCallback(api.url, payload)).status).toBe(200);
     expect((await postCallback(api.url, payload)).status).toBe(200);
     expect((await postCallback(api.url, payload, { secret: 'whsec_d3JvbmctbWV0cmljcy1zZWNyZXQ=' })).status).toBe(401);
-    const scrape = async () => (await fetch(`${api.url}/metrics`)).text();
+    const scrape = async () => (await fetch(`${api.metricsUrl}/metrics`)).text();
 
     const text = await eventually(scrape, (t) => (value(t, 'cak_audit_chain_length') ?? 0) >= 1);
     expect(value(text, 'cak_http_requests_total{method="GET",route="/healthz",status="200"')).toBe(1);
@@ -59,6 +62,44 @@ describe('API metrics', () => {
     expect(value(text, 'cak_callback_inbox_pending')).toBe(0);
     expect(text).toContain('cak_http_request_duration_seconds_bucket');
     expect(text).not.toContain(payload.userId); // labels carry templates and codes, never identifiers
+  });
+
+  it('serves /metrics on its own listener only, never on the public port', async () => {
+    expect(api.metricsUrl).not.toBe(api.url);
+    expect((await fetch(`${api.url}/metrics`)).status).toBe(404);
+    expect((await fetch(`${api.metricsUrl}/metrics`)).status).toBe(200);
+    expect((await fetch(`${api.metricsUrl}/v1/issuances`)).status).toBe(404);
+  });
+});
+
+describe('database gauges', () => {
+  it('come from a cache refreshed on an interval: a scrape sends the database no command', async () => {
+    const config = testConfig({ MONGODB_DB: uniqueId('gauges').slice(0, 40) });
+    const mongo = new MongoClient(config.MONGODB_URI, { monitorCommands: true, serverSelectionTimeoutMS: 5_000 });
+    const commands: string[] = [];
+    mongo.on('commandStarted', (event) => commands.push(event.commandName));
+    const metrics = apiMetrics(mongo.db(config.MONGODB_DB), parseKeyring(config.CAK_AUDIT_KEYS), {
+      refreshMs: 3_600_000, // the test refreshes by hand
+    });
+    const listener = metricsServer(metrics);
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(listener.address() as AddressInfo).port}/metrics`;
+    try {
+      await metrics.gauges.refresh();
+      const perRefresh = commands.length;
+      expect(perRefresh).toBeGreaterThan(0); // the monitor sees the gauges' queries
+      for (let i = 0; i < 5; i++) {
+        const text = await (await fetch(url)).text();
+        expect(text).toMatch(/^cak_callback_inbox_pending\{component="api"\} 0$/m);
+      }
+      expect(commands.length).toBe(perRefresh); // five scrapes, no command
+      await metrics.gauges.refresh();
+      expect(commands.length).toBeGreaterThan(perRefresh);
+    } finally {
+      metrics.gauges.stop();
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+      await mongo.close();
+    }
   });
 });
 

@@ -8,7 +8,9 @@ import {
   loadDataConverter,
 } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
+import { errorHandler } from '../../../src/api/errors';
 import { codecRouter } from '../../../src/crypto/codec-server';
+import { createLogger } from '../../../src/observability/logger';
 import { parseKeyring } from '../../../src/crypto/keyring';
 import { CryptoError } from '../../../src/crypto/keys';
 import { AesGcmPayloadCodec, dataConverterFor } from '../../../src/crypto/payload-codec';
@@ -86,6 +88,7 @@ describe('codec router', () => {
       allowedOrigins: ['http://localhost:8233'],
     }),
   );
+  app.use(errorHandler(createLogger({ level: 'silent', name: 'test' }))); // as the API mounts it
   const toJson = (p: { metadata?: Record<string, Uint8Array | null> | null; data?: Uint8Array | null }) => ({
     metadata: Object.fromEntries(
       Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v!).toString('base64')]),
@@ -141,7 +144,7 @@ describe('codec router', () => {
     expect(res.headers['access-control-allow-headers']).toBe('content-type, x-namespace, authorization');
   });
 
-  it('refuses a missing or wrong token, a foreign origin, bad bodies; errors are generic', async () => {
+  it('refuses a missing or wrong token, a foreign origin, bad bodies, each with its code and no detail of the keys', async () => {
     await request(app).post('/codec/decode').send({ payloads: [] }).expect(401);
     await request(app)
       .post('/codec/decode')
@@ -166,8 +169,10 @@ describe('codec router', () => {
       .post('/codec/decode')
       .set('authorization', `Bearer ${token}`)
       .send({ payloads: [broken] })
-      .expect(500);
-    expect(res.body).toEqual({ error: 'internal error' });
+      .expect(400);
+    expect(res.body).toEqual({
+      error: { code: 'CODEC_KEY_UNKNOWN', message: 'a payload could not be decoded with the codec keyring' },
+    });
   });
 
   describe('operator session (the Web UI sends cookies, not tokens)', () => {
@@ -230,6 +235,7 @@ describe('codec router', () => {
           allowedOrigins: [],
         }),
       );
+      other.use(errorHandler(createLogger({ level: 'silent', name: 'test' })));
       const foreign = String(
         (await request(other).post('/codec/session').type('form').send({ token }).expect(200)).headers['set-cookie'],
       ).split(';')[0]!;
