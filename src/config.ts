@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { keyringSpecError, parseKeyring } from './crypto/keyring';
 import { devPartnerJwk } from './platform/partner-keys';
@@ -11,6 +12,37 @@ import { devPartnerJwk } from './platform/partner-keys';
 
 const port = z.coerce.number().int().min(1).max(65535);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+/** An IPv4/IPv6 address or CIDR, or one of proxy-addr's names (what Express's `trust proxy` takes). */
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_NAMES.has(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+}
+/** A hop count, or a list of trusted proxy addresses and CIDRs; `true` (trust every hop) is refused. */
+const trustProxySetting = z.union([z.number(), z.string()]).transform((value, ctx): number | string[] => {
+  const v = String(value).trim().toLowerCase();
+  if (v === 'false') return 0;
+  if (/^\d{1,2}$/.test(v)) return Number(v);
+  if (v === 'true') {
+    ctx.addIssue({
+      code: 'custom',
+      message: "never true (any client could pick its own address): give a hop count (e.g. 1) or the proxies' CIDRs",
+    });
+    return z.NEVER;
+  }
+  const entries = v.split(',').map((e) => e.trim());
+  const bad = entries.find((e) => !isProxyAddress(e));
+  if (bad !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a hop count or address[/prefix][,...]; "${bad}" is neither` });
+    return z.NEVER;
+  }
+  return entries;
+});
 
 /** Dev-only API key `cak-dev-api-key` for client `dev` (sha256 below). Never valid in production. */
 export const DEV_API_KEY = 'cak-dev-api-key';
@@ -103,7 +135,19 @@ export const configSchema = z.object({
 
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: port.default(3000),
-  API_TRUST_PROXY: bool.default(false),
+  /**
+   * Which reverse proxies in front of the API are trusted to say, in `X-Forwarded-For`, who the
+   * client is: a hop count (`1`: the one proxy in front; `0` or `false`: none, the socket address is
+   * the client) or a comma-separated list of proxy addresses and CIDRs (`10.0.0.0/8,fd00::/8`, also
+   * `loopback`, `linklocal`, `uniquelocal`). Never `true`: trusting every hop lets any client write
+   * its own address into the header. Only per-address limits (failed authentication, JWKS) use it.
+   */
+  API_TRUST_PROXY: trustProxySetting.default(0),
+  /** The API's Prometheus metrics listener (`/metrics`), apart from the public port; 0 picks a free port. */
+  API_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  API_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(3002),
+  /** How often the API refreshes the database gauges it serves on `/metrics` (a scrape reads the cache, never the database). */
+  API_METRICS_REFRESH_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
   /** On SIGTERM/SIGINT, how long requests in flight may finish after the API stops accepting connections; the rest are cut. */
   API_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
   /**
@@ -147,10 +191,22 @@ export const configSchema = z.object({
       'expected clientId=issuerDid[/schemaId],...',
     )
     .default(DEV_API_CLIENT_SCOPES),
-  /** Requests per minute per API client on /v1/issuances and /v1/partner-tokens. */
+  /** Requests per minute per API client (its clientId, after authentication) on /v1/issuances and /v1/partner-tokens. */
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
-  /** Requests per minute per IP on unauthenticated public routes (JWKS). */
+  /** Requests per minute per client address (API_TRUST_PROXY decides which) on unauthenticated public routes (JWKS). */
   PUBLIC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120),
+  /** Requests per minute per Verifier (its verifierDid, after authentication) on /v1/verifier/data and package downloads. */
+  VERIFIER_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(300),
+  /** Requests per minute per admin credential name on /v1/admin. */
+  ADMIN_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(120),
+  /** Requests per minute per codec session (or bearer token) on /codec/encode and /codec/decode. */
+  CODEC_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /**
+   * Failed authentications per minute per client address, across every authenticated route (bad API
+   * key, admin or codec token, Verifier JWT, package URL). Over it, that address's failures get 429
+   * instead of 401; a valid credential from the same address is never refused by it.
+   */
+  AUTH_FAILURE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(30),
   /** Our Partner ID on the AIR platform (the `partnerId` claim of Partner JWTs). */
   PARTNER_ID: z
     .string()
