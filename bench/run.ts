@@ -6,6 +6,7 @@ const benches: { name: string; load: () => Promise<{ run: () => Promise<BenchRes
   { name: 'issuance', load: () => import('./issuance') },
   { name: 'callbacks', load: () => import('./callbacks') },
   { name: 'audit', load: () => import('./audit') },
+  { name: 'upload', load: () => import('./upload') },
 ];
 
 async function main(): Promise<void> {

@@ -3,13 +3,13 @@ import { TypedSearchAttributes, WorkflowIdReusePolicy } from '@temporalio/common
 import type { Db } from 'mongodb';
 import { CryptoError, parsePublicKey } from '../crypto/keys';
 import type { Keyring } from '../crypto/keyring';
-import { sealOuter } from '../crypto/outer-layer';
+import { createOuterSealer, sealOuter } from '../crypto/outer-layer';
 import { stagingContext } from '../activities/issuance';
 import { AppError } from '../domain/errors';
 import { cakKeyFingerprint, issuanceIdFor, issuanceWorkflowId, recordIdFor } from '../domain/ids';
 import { FIELDS_ITEM_KIND, type IssuanceInput, type ItemDescriptor } from '../domain/issuance';
 import { canonicalJson } from '../domain/safe-json';
-import { requestFingerprint, type IssuanceRequest } from '../domain/issuance-request';
+import { requestFingerprint, type IssuanceRequest, type StagedFile } from '../domain/issuance-request';
 import type { ClientScope } from '../config';
 import type { SchemaRegistry } from '../routing/schema-registry';
 import { recordsRepository } from '../storage/records';
@@ -92,6 +92,22 @@ export function assertClientMayIssue(
  * before the first write, so a bad request leaves nothing behind. A repeat with the same
  * Idempotency-Key and the same request returns the first issuance; with another request, 409.
  */
+/** A file part being sealed into staging as it streams (see `IssuanceIntake.upload`). */
+export interface StagingSink {
+  write(plaintext: Buffer): Promise<void>;
+  finish(): Promise<StagedFile['sealed']>;
+}
+
+export interface Upload {
+  readonly issuanceId: string;
+  /** refuses what can be refused before the files (`kinds`: the items so far) */
+  precheck(request: IssuanceRequest, kinds: readonly string[]): Promise<void>;
+  open(itemId: string): Promise<StagingSink>;
+  /** the request's staged files are now entries: `discard` leaves them */
+  linked(request: IssuanceRequest): void;
+  discard(): Promise<void>;
+}
+
 export function issuanceIntake(deps: IntakeDeps) {
   const issuances = issuancesRepository(deps.db);
   const staging = stagingRepository(deps.db, deps.gridfsThresholdBytes);
@@ -110,11 +126,19 @@ export function issuanceIntake(deps: IntakeDeps) {
     }
   }
 
-  function itemsOf(request: IssuanceRequest): { descriptor: ItemDescriptor; bytes: Buffer }[] {
-    const items = request.files.map((f) => ({
-      descriptor: { itemId: f.kind, kind: f.kind, contentType: f.contentType, size: f.data.length },
-      bytes: f.data,
-    }));
+  type Item = { descriptor: ItemDescriptor; bytes: Buffer } | { descriptor: ItemDescriptor; staged: StagedFile };
+
+  function itemsOf(request: IssuanceRequest): Item[] {
+    const items: Item[] = [
+      ...request.files.map((f) => ({
+        descriptor: { itemId: f.kind, kind: f.kind, contentType: f.contentType, size: f.data.length },
+        bytes: f.data,
+      })),
+      ...(request.stagedFiles ?? []).map((f) => ({
+        descriptor: { itemId: f.kind, kind: f.kind, contentType: f.contentType, size: f.size },
+        staged: f,
+      })),
+    ];
     if (request.fields && Object.keys(request.fields).length > 0) {
       const bytes = Buffer.from(canonicalJson(request.fields), 'utf8');
       items.unshift({
@@ -130,11 +154,7 @@ export function issuanceIntake(deps: IntakeDeps) {
     return items;
   }
 
-  async function stage(
-    issuanceId: string,
-    request: IssuanceRequest,
-    items: { descriptor: ItemDescriptor; bytes: Buffer }[],
-  ) {
+  async function stage(issuanceId: string, request: IssuanceRequest, items: Item[]) {
     const put = (itemId: string, role: 'item' | 'subject', bytes: Uint8Array) =>
       staging.put(
         issuanceId,
@@ -144,7 +164,73 @@ export function issuanceIntake(deps: IntakeDeps) {
         deps.stagingTtlMs,
       );
     await put(STAGING_SUBJECT_ITEM_ID, 'subject', Buffer.from(JSON.stringify(request.credentialSubject), 'utf8'));
-    for (const item of items) await put(item.descriptor.itemId, 'item', item.bytes);
+    for (const item of items) {
+      if ('bytes' in item) await put(item.descriptor.itemId, 'item', item.bytes);
+      else
+        await staging.link(
+          issuanceId,
+          item.descriptor.itemId,
+          item.staged.sealed.bytesId,
+          item.staged.sealed,
+          deps.stagingTtlMs,
+        );
+    }
+  }
+
+  /** What the request can be refused for before its files: tenancy, program and items, key, record owner. */
+  async function precheck(clientId: string, request: IssuanceRequest, kinds: readonly string[]): Promise<void> {
+    assertClientMayIssue(deps, clientId, request);
+    deps.registry.assertIssuable(request, kinds);
+    checkKey(request);
+    await assertOwner(clientId, request);
+  }
+
+  async function assertOwner(clientId: string, request: IssuanceRequest): Promise<string> {
+    const recordId = recordIdFor(deps.idSecret, request.issuerDid, request.userId, request.schemaId);
+    const owner = await records.ownerOf(recordId);
+    if (owner !== undefined && owner !== clientId) {
+      throw new AppError(
+        'RECORD_OWNED_BY_ANOTHER_CLIENT',
+        "another API client holds this user's data for this schema",
+        403,
+      );
+    }
+    return recordId;
+  }
+
+  /**
+   * A multipart upload: its issuance id is fixed before the body (the staging seal binds it), and
+   * each file part is sealed into staging as it streams, under bytes ids no reader sees. `accept`
+   * links them as the issuance's entries; `discard` deletes every one it did not link (a refusal,
+   * a replay, a broken body), so a refused upload leaves nothing behind.
+   */
+  function upload(clientId: string, idempotencyKey: string | undefined): Upload {
+    const issuanceId = issuanceIdFor(deps.idSecret, clientId, idempotencyKey);
+    const unlinked = new Map<string, () => Promise<void>>();
+    return {
+      issuanceId,
+      precheck: (request: IssuanceRequest, kinds: readonly string[]) => precheck(clientId, request, kinds),
+      async open(itemId: string): Promise<StagingSink> {
+        const sealer = createOuterSealer(deps.managedKeyring, stagingContext(issuanceId, itemId));
+        const stream = await staging.openStream(issuanceId, itemId, sealer.headLength);
+        unlinked.set(stream.bytesId, () => stream.abort());
+        return {
+          write: (plaintext) => stream.write(sealer.update(plaintext)),
+          async finish() {
+            return { bytesId: stream.bytesId, ...(await stream.finish(sealer.final())) };
+          },
+        };
+      },
+      linked(request: IssuanceRequest): void {
+        for (const file of request.stagedFiles ?? []) unlinked.delete(file.sealed.bytesId);
+      },
+      async discard(): Promise<void> {
+        for (const [bytesId, abort] of unlinked) {
+          await abort();
+          unlinked.delete(bytesId);
+        }
+      },
+    };
   }
 
   async function start(doc: IssuanceDoc, request: IssuanceRequest): Promise<void> {
@@ -175,6 +261,7 @@ export function issuanceIntake(deps: IntakeDeps) {
       clientId: string,
       idempotencyKey: string | undefined,
       request: IssuanceRequest,
+      upload?: Upload,
     ): Promise<{ doc: IssuanceDoc; replayed: boolean }> {
       const items = itemsOf(request);
       assertClientMayIssue(deps, clientId, request);
@@ -183,16 +270,8 @@ export function issuanceIntake(deps: IntakeDeps) {
         items.map((i) => i.descriptor.kind),
       );
       checkKey(request);
-      const recordId = recordIdFor(deps.idSecret, request.issuerDid, request.userId, request.schemaId);
-      const owner = await records.ownerOf(recordId);
-      if (owner !== undefined && owner !== clientId) {
-        throw new AppError(
-          'RECORD_OWNED_BY_ANOTHER_CLIENT',
-          "another API client holds this user's data for this schema",
-          403,
-        );
-      }
-      const issuanceId = issuanceIdFor(deps.idSecret, clientId, idempotencyKey);
+      const recordId = await assertOwner(clientId, request);
+      const issuanceId = upload?.issuanceId ?? issuanceIdFor(deps.idSecret, clientId, idempotencyKey);
       const now = new Date();
       const candidate: IssuanceDoc = {
         _id: issuanceId,
@@ -231,6 +310,7 @@ export function issuanceIntake(deps: IntakeDeps) {
       }
       try {
         await stage(issuanceId, request, items);
+        upload?.linked(request);
         await start(doc, request);
       } catch (err) {
         await staging.shred(issuanceId).catch(() => undefined);
@@ -246,6 +326,7 @@ export function issuanceIntake(deps: IntakeDeps) {
       await issuances.markStarted(issuanceId);
       return { doc: { ...doc, intake: 'started' }, replayed: !created };
     },
+    upload,
     get: (issuanceId: string) => issuances.get(issuanceId),
   };
 }

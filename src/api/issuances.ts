@@ -1,22 +1,34 @@
 import express, { Router, type Request } from 'express';
 import { AppError } from '../domain/errors';
 import { ISSUANCE_ID_PATTERN } from '../domain/ids';
-import {
-  IDEMPOTENCY_KEY_PATTERN,
-  parseIssuanceJson,
-  parseIssuanceMultipart,
-  type IssuanceLimits,
-} from '../domain/issuance-request';
+import { IDEMPOTENCY_KEY_PATTERN, parseIssuanceJson, type IssuanceLimits } from '../domain/issuance-request';
 import type { IssuanceDoc } from '../storage/issuances';
 import type { RecordsRepository } from '../storage/records';
 import { clientIdOf } from './auth';
 import type { IssuanceIntake } from './issuance-intake';
-import { parseMultipart } from './multipart';
+import { readIssuanceMultipart } from './multipart';
+
+/** How long the rest of a body refused mid-way is read (and dropped) before its connection is cut. */
+const LINGER_MS = 10_000;
+
+/**
+ * A multipart body refused mid-way: read the rest without keeping or parsing it, so the client
+ * (still sending) gets to read the answer rather than a reset, and cut the connection if the rest
+ * takes longer than LINGER_MS.
+ */
+function discardRest(req: Request): void {
+  const cut = setTimeout(() => req.socket.destroy(), LINGER_MS).unref();
+  req.once('end', () => clearTimeout(cut));
+  req.resume();
+}
 
 /**
  * `POST /v1/issuances` (JSON with base64 files, or multipart/form-data) -> 202 + status URL;
  * `GET /v1/issuances/:id` -> the state of each step, and the record version once stored.
- * Body limits follow the item limits: the total of the files, plus base64 overhead for JSON.
+ * A JSON body is parsed whole (its limit: the total of the files plus base64 overhead); a multipart
+ * body streams, each file sealed into staging as it arrives, its limits checked as it goes
+ * (src/api/multipart.ts). A multipart request refused mid-body is answered as soon as what it
+ * staged is deleted; the rest of its body is dropped unread (`discardRest`).
  */
 export function issuanceRoutes(deps: {
   intake: IssuanceIntake;
@@ -25,14 +37,38 @@ export function issuanceRoutes(deps: {
 }): Router {
   const router = Router();
   const slack = 256 * 1024;
-  const jsonBody = express.json({ limit: Math.ceil((deps.limits.maxTotalBytes * 4) / 3) + slack, strict: true });
-  const multipartBody = express.raw({ type: 'multipart/form-data', limit: deps.limits.maxTotalBytes + slack });
+  const jsonLimit = Math.ceil((deps.limits.maxTotalBytes * 4) / 3) + slack;
+  const jsonBody = express.json({ limit: jsonLimit, strict: true });
+  const tooLarge = new AppError(
+    'BODY_TOO_LARGE',
+    `request body exceeds the limit of ${jsonLimit} bytes (${(jsonLimit / (1024 * 1024)).toFixed(1)} MiB) ` +
+      'for JSON; send large files as multipart/form-data',
+    413,
+    { limitBytes: jsonLimit },
+  );
 
   const parseBody: express.RequestHandler = (req, res, next) => {
-    if (req.is('application/json')) return jsonBody(req, res, next);
-    if (req.is('multipart/form-data')) return multipartBody(req, res, next);
+    if (req.is('application/json')) {
+      return jsonBody(req, res, (err?: unknown) =>
+        next((err as { type?: unknown } | undefined)?.type === 'entity.too.large' ? tooLarge : err),
+      );
+    }
+    if (req.is('multipart/form-data')) return next(); // streamed by the route
     next(new AppError('UNSUPPORTED_MEDIA_TYPE', 'send application/json or multipart/form-data', 415));
   };
+
+  async function acceptMultipart(req: Request, clientId: string, idempotencyKey: string | undefined) {
+    const upload = deps.intake.upload(clientId, idempotencyKey);
+    try {
+      const request = await readIssuanceMultipart(req, deps.limits, upload);
+      return await deps.intake.accept(clientId, idempotencyKey, request, upload);
+    } catch (err) {
+      if (!req.complete) discardRest(req);
+      throw err;
+    } finally {
+      await upload.discard(); // what `accept` did not make the issuance's staging
+    }
+  }
 
   function idempotencyKeyOf(req: Request): string | undefined {
     const key = req.get('idempotency-key');
@@ -46,10 +82,9 @@ export function issuanceRoutes(deps: {
   router.post('/v1/issuances', parseBody, async (req, res) => {
     const clientId = clientIdOf(res.locals);
     const idempotencyKey = idempotencyKeyOf(req);
-    const request = req.is('multipart/form-data')
-      ? parseIssuanceMultipart(parseMultipart(req.body as Buffer, req.get('content-type') ?? ''), deps.limits)
-      : parseIssuanceJson(req.body, deps.limits);
-    const { doc, replayed } = await deps.intake.accept(clientId, idempotencyKey, request);
+    const { doc, replayed } = req.is('multipart/form-data')
+      ? await acceptMultipart(req, clientId, idempotencyKey)
+      : await deps.intake.accept(clientId, idempotencyKey, parseIssuanceJson(req.body, deps.limits));
     const statusUrl = `/v1/issuances/${doc._id}`;
     res
       .status(202)

@@ -1,64 +1,142 @@
+import type { Readable } from 'node:stream';
+import busboy from 'busboy';
+import type { Request } from 'express';
 import { AppError } from '../domain/errors';
-import type { MultipartPart } from '../domain/issuance-request';
+import {
+  addTextPart,
+  checkFileCount,
+  checkFilePart,
+  completeMultipart,
+  fileStreamCheck,
+  parseMultipartText,
+  type IssuanceLimits,
+  type IssuanceRequest,
+  type StagedFile,
+} from '../domain/issuance-request';
+import { FIELDS_ITEM_KIND } from '../domain/issuance';
+import type { StagingSink, Upload } from './issuance-intake';
 
 /**
- * A strict multipart/form-data parser over a body already bounded in size by the raw body parser.
- * Only what browsers send: `Content-Disposition: form-data; name=...; [filename=...]` and an
- * optional `Content-Type` per part. Anything else is a 400 MALFORMED_MULTIPART.
+ * The multipart/form-data issuance, read as it streams (busboy) and never held whole. Text parts
+ * come first; at the first file part they must make a valid request, and everything that can be
+ * refused without the files is refused then (tenancy, program, items allowed, key, record owner).
+ * Each file part is checked as it streams (kind, type and count from its headers, its magic bytes
+ * from the first bytes, the size limits the moment they are passed) and sealed into staging chunk
+ * by chunk. Parts are handled one at a time, in order. On the first refusal the body is no longer
+ * read and the promise rejects once the part in hand has stopped, so the caller can discard what
+ * was staged (`Upload.discard`).
  */
 
 const MAX_PARTS = 48;
-const MAX_HEADER_BYTES = 2048;
-const CRLF = Buffer.from('\r\n');
-const HEADER_END = Buffer.from('\r\n\r\n');
+/** a text part: `fields` holds up to 64 values of up to 10,000 characters */
+const MAX_TEXT_PART_BYTES = 1024 * 1024;
 
 const malformed = (why: string) => new AppError('MALFORMED_MULTIPART', `multipart body: ${why}`, 400);
 
-export function boundaryOf(contentType: string): string {
-  const match = /;\s*boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))/i.exec(contentType);
-  const boundary = match?.[1] ?? match?.[2];
-  if (!boundary) throw malformed('no boundary in Content-Type');
-  return boundary;
+function busboyError(err: unknown): AppError {
+  const message = err instanceof Error ? err.message : '';
+  if (/unexpected end/i.test(message)) return malformed('ended before its closing boundary');
+  if (/boundary/i.test(message)) return malformed('no boundary in Content-Type');
+  return malformed('not well-formed');
 }
 
-function parseHeaders(raw: string): { name: string; filename?: string; contentType?: string } {
-  let disposition: string | undefined;
-  let contentType: string | undefined;
-  for (const line of raw.split('\r\n')) {
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw malformed('bad part header');
-    const key = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    if (key === 'content-disposition') disposition = value;
-    else if (key === 'content-type') contentType = value;
-  }
-  if (!disposition || !/^form-data\s*(;|$)/i.test(disposition)) throw malformed('part without form-data disposition');
-  const name = /;\s*name="([^"]{1,64})"/i.exec(disposition)?.[1];
-  if (!name) throw malformed('part without a name');
-  const filename = /;\s*filename="([^"]{0,255})"/i.exec(disposition)?.[1];
-  return { name, ...(filename !== undefined ? { filename } : {}), ...(contentType ? { contentType } : {}) };
-}
+export function readIssuanceMultipart(req: Request, limits: IssuanceLimits, upload: Upload): Promise<IssuanceRequest> {
+  return new Promise((resolve, reject) => {
+    let parser: busboy.Busboy;
+    try {
+      parser = busboy({
+        headers: req.headers,
+        limits: { parts: MAX_PARTS, fieldSize: MAX_TEXT_PART_BYTES, headerPairs: 16 },
+      });
+    } catch (err) {
+      reject(busboyError(err));
+      return;
+    }
+    const text: Record<string, unknown> = {};
+    let request: IssuanceRequest | undefined;
+    const staged: StagedFile[] = [];
+    let total = 0;
 
-export function parseMultipart(body: Buffer, contentType: string): MultipartPart[] {
-  const delimiter = Buffer.from(`--${boundaryOf(contentType)}`);
-  const next = Buffer.concat([CRLF, delimiter]);
-  let pos = body.indexOf(delimiter);
-  if (pos < 0) throw malformed('boundary not found');
-  const parts: MultipartPart[] = [];
-  for (;;) {
-    pos += delimiter.length;
-    if (body[pos] === 0x2d && body[pos + 1] === 0x2d) return parts; // closing delimiter
-    if (!body.subarray(pos, pos + 2).equals(CRLF)) throw malformed('boundary not followed by CRLF');
-    const headerStart = pos + 2;
-    const headerEnd = body.indexOf(HEADER_END, headerStart);
-    if (headerEnd < 0 || headerEnd - headerStart > MAX_HEADER_BYTES)
-      throw malformed('part headers missing or too long');
-    const headers = parseHeaders(body.subarray(headerStart, headerEnd).toString('latin1'));
-    const dataStart = headerEnd + HEADER_END.length;
-    const dataEnd = body.indexOf(next, dataStart);
-    if (dataEnd < 0) throw malformed('unterminated part');
-    parts.push({ ...headers, data: body.subarray(dataStart, dataEnd) });
-    if (parts.length > MAX_PARTS) throw malformed(`more than ${MAX_PARTS} parts`);
-    pos = dataEnd + CRLF.length;
-  }
+    let queue = Promise.resolve();
+    let failed = false;
+    let reading: Readable | undefined; // the file part in hand
+    const fail = (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      req.unpipe(parser);
+      reading?.destroy(); // a body that stopped (the client went) would leave it waiting
+      // settle once the part in hand has stopped: nothing is written after the caller discards
+      void queue.then(() => reject(err instanceof Error ? err : new Error(String(err))));
+    };
+    const enqueue = (work: () => Promise<void> | void) => {
+      queue = queue.then(() => (failed ? undefined : work())).catch(fail);
+    };
+
+    const textRequest = (): IssuanceRequest => {
+      try {
+        return parseMultipartText(text);
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'MISSING_FIELD') {
+          throw new AppError(err.code, `${err.message} (text parts go before file parts)`, err.status, err.details);
+        }
+        throw err;
+      }
+    };
+
+    async function readFile(name: string, file: Readable, declaredType: string): Promise<void> {
+      const part = checkFilePart(name, declaredType);
+      request ??= textRequest();
+      const kinds = staged.map((f) => f.kind);
+      checkFileCount(kinds, part.kind, limits);
+      const textKinds = request.fields && Object.keys(request.fields).length > 0 ? [FIELDS_ITEM_KIND] : [];
+      await upload.precheck(request, [...textKinds, ...kinds, part.kind]);
+      const check = fileStreamCheck(part, `files[${staged.length}]`, limits, total);
+      let sink: StagingSink | undefined;
+      reading = file;
+      for await (const chunk of file as AsyncIterable<Buffer>) {
+        check.push(chunk); // throws at a limit, or when the first bytes are not the declared type
+        sink ??= await upload.open(part.kind);
+        await sink.write(chunk);
+      }
+      reading = undefined;
+      if (failed) return;
+      const { size, sha256 } = check.end();
+      if (!sink) throw new Error('a non-empty file part without a sink');
+      staged.push({ ...part, size, sha256, sealed: await sink.finish() });
+      total += size;
+    }
+
+    parser.on('field', (name, value, info) => {
+      if (info.nameTruncated) return fail(malformed('part name too long'));
+      if (info.valueTruncated) {
+        return fail(
+          new AppError('BODY_TOO_LARGE', `part "${name}" exceeds the limit of ${MAX_TEXT_PART_BYTES} bytes`, 413, {
+            field: name,
+            limitBytes: MAX_TEXT_PART_BYTES,
+          }),
+        );
+      }
+      enqueue(() => {
+        if (request) {
+          const message = `part "${name}" comes after a file part; send text parts first`;
+          throw new AppError('TEXT_PART_AFTER_FILE', message, 400, { field: name });
+        }
+        addTextPart(text, name, value);
+      });
+    });
+    parser.on('file', (name, file, info) => enqueue(() => readFile(name, file, info.mimeType)));
+    parser.on('partsLimit', () => fail(malformed(`more than ${MAX_PARTS} parts`)));
+    parser.on('error', (err) => fail(busboyError(err)));
+    parser.on('close', () =>
+      enqueue(() => {
+        resolve(completeMultipart(request ?? textRequest(), staged, limits));
+      }),
+    );
+    req.on('error', () => fail(new AppError('REQUEST_ABORTED', 'the request body could not be read', 400)));
+    req.on('close', () => {
+      if (!req.complete)
+        fail(new AppError('REQUEST_ABORTED', 'the client closed the request before its body ended', 400));
+    });
+    req.pipe(parser);
+  });
 }

@@ -1,7 +1,7 @@
 import { gcmOpen, gcmSeal, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, randomNonce } from './aead';
 import { activeKey, type Keyring } from './keyring';
 import { CryptoError } from './keys';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 
 /**
  * The issuer-managed outer layer, "cak-outer-v1" (docs/crypto.md). Envelope encryption of an inner
@@ -109,6 +109,34 @@ export function sealOuter(keyring: Keyring, inner: Uint8Array, context: OuterCon
   const wrapped = wrap(keyring, dek, aad);
   dek.fill(0);
   return Buffer.concat([wrapped, nonce, tag, ciphertext]);
+}
+
+/** A seal fed in pieces (an item streamed from a request, never held whole); see `createOuterSealer`. */
+export interface OuterSealer {
+  /** length of the head (header, wrap, body nonce, body tag) that goes before the body ciphertext */
+  readonly headLength: number;
+  /** body ciphertext for the next plaintext piece */
+  update(plaintext: Uint8Array): Buffer;
+  /** the head, known once the body ends: `head || every update` is what `sealOuter` makes of the whole */
+  final(): Buffer;
+}
+
+export function createOuterSealer(keyring: Keyring, context: OuterContext): OuterSealer {
+  const aad = contextBytes(context);
+  const dek = randomBytes(DEK_LENGTH);
+  const nonce = randomNonce();
+  const wrapped = wrap(keyring, dek, aad);
+  const cipher = createCipheriv('aes-256-gcm', dek, nonce, { authTagLength: GCM_TAG_LENGTH });
+  cipher.setAAD(aad);
+  dek.fill(0); // the cipher holds its own copy
+  return {
+    headLength: wrapped.length + BODY_HEADER_LENGTH,
+    update: (plaintext) => cipher.update(plaintext),
+    final() {
+      if (cipher.final().length !== 0) throw new CryptoError('OUTER_FORMAT', 'GCM left bytes at the end');
+      return Buffer.concat([wrapped, nonce, cipher.getAuthTag()]);
+    },
+  };
 }
 
 export function openOuter(keyring: Keyring, sealed: Uint8Array, context: OuterContext): Buffer {

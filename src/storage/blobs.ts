@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Binary, type Db, type Filter } from 'mongodb';
 
 /**
@@ -21,7 +21,24 @@ export interface BlobMeta {
   /** sha256 (hex) of the bytes */
   sha256: string;
   storage: 'inline' | 'gridfs';
+  /** where the bytes live when not under `_id`: a streamed write (`streamedBytesId`), linked once accepted */
+  bytesId?: string;
 }
+
+/** A write streamed into GridFS whose first bytes come last (see `openStream`). */
+export interface BlobStream {
+  readonly bytesId: string;
+  write(bytes: Uint8Array): Promise<void>;
+  /** writes `head` over the reserved start, then reads the bytes back to hash them (and prove they all landed) */
+  finish(head: Uint8Array): Promise<{ size: number; sha256: string }>;
+  /** deletes whatever was written */
+  abort(): Promise<void>;
+}
+
+/** Bytes of a streamed write get an id of their own, derived from the entry they are meant for. */
+const STREAM_SEPARATOR = '~';
+export const streamedBytesId = (id: string) => `${id}${STREAM_SEPARATOR}${randomBytes(12).toString('base64url')}`;
+const entryIdOf = (bytesId: string) => bytesId.split(STREAM_SEPARATOR)[0]!;
 
 export interface BlobStoreOptions {
   collection: string;
@@ -99,6 +116,82 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     return Buffer.concat(parts);
   }
 
+  /**
+   * GridFS bytes streamed in pieces, the first `headLength` bytes given only at the end (a sealed
+   * stream's head). Memory: chunk 0 and the chunk being filled. The files document comes first and
+   * its length covers every chunk written so far (and its upload date is renewed), so a crash mid-
+   * stream leaves bytes the orphan sweep finds and deletes whole.
+   */
+  async function openStream(bytesId: string, headLength: number): Promise<BlobStream> {
+    const first = Buffer.alloc(CHUNK_BYTES);
+    const current = Buffer.alloc(CHUNK_BYTES);
+    let firstFill = headLength;
+    let fill = 0;
+    let n = 1; // index of the chunk `current` fills
+    const fileDoc = (length: number): GridFile => ({
+      _id: bytesId,
+      length,
+      chunkSize: CHUNK_BYTES,
+      uploadDate: new Date(),
+      filename: bytesId,
+    });
+    const writeChunk = (index: number, data: Uint8Array) =>
+      chunks.replaceOne(
+        { _id: chunkId(bytesId, index) },
+        { files_id: bytesId, n: index, data: new Binary(data) },
+        { upsert: true },
+      );
+    await files.replaceOne({ _id: bytesId }, fileDoc(CHUNK_BYTES), { upsert: true });
+    return {
+      bytesId,
+      async write(bytes) {
+        const source = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+        let at = 0;
+        if (firstFill < CHUNK_BYTES) {
+          const taken = source.copy(first, firstFill, at);
+          firstFill += taken;
+          at += taken;
+        }
+        while (at < source.length) {
+          const taken = source.copy(current, fill, at);
+          fill += taken;
+          at += taken;
+          if (fill === CHUNK_BYTES) {
+            await files.replaceOne({ _id: bytesId }, fileDoc((n + 1) * CHUNK_BYTES));
+            await writeChunk(n, current);
+            n += 1;
+            fill = 0;
+          }
+        }
+      },
+      async finish(head) {
+        if (head.length !== headLength)
+          throw new Error(`blob ${bytesId}: head is ${head.length} bytes, not ${headLength}`);
+        Buffer.from(head.buffer, head.byteOffset, head.length).copy(first);
+        const length = firstFill < CHUNK_BYTES ? firstFill : n * CHUNK_BYTES + fill;
+        if (fill > 0) await writeChunk(n, current.subarray(0, fill));
+        await writeChunk(0, first.subarray(0, Math.min(firstFill, CHUNK_BYTES)));
+        await files.replaceOne({ _id: bytesId }, fileDoc(length));
+        const hash = createHash('sha256');
+        for (let i = 0; i < chunkCount(length, CHUNK_BYTES); i += 1) {
+          const chunk = await chunks.findOne({ _id: chunkId(bytesId, i) });
+          if (!chunk) throw new Error(`blob ${bytesId}: chunk ${i} missing`);
+          hash.update(chunk.data.buffer);
+        }
+        return { size: length, sha256: hash.digest('hex') };
+      },
+      abort: () => deleteGridFs(bytesId),
+    };
+  }
+
+  /** Where the bytes of blob `id` live (undefined: no such blob). */
+  async function bytesIdOf(id: string): Promise<string | undefined> {
+    const doc = (await meta.findOne({ _id: id } as Filter<T>, { projection: { _id: 1, bytesId: 1 } })) as {
+      bytesId?: string;
+    } | null;
+    return doc ? (doc.bytesId ?? id) : undefined;
+  }
+
   async function deleteBytes(id: string): Promise<void> {
     await inline.deleteOne({ _id: id });
     await deleteGridFs(id);
@@ -111,6 +204,7 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     async put(id: string, bytes: Uint8Array, fields: Omit<T, keyof BlobMeta>): Promise<BlobMeta> {
       const sha256 = createHash('sha256').update(bytes).digest('hex');
       const gridfs = bytes.length >= options.thresholdBytes;
+      const previous = await bytesIdOf(id);
       if (gridfs) await writeGridFs(id, bytes);
       else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
       const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
@@ -118,22 +212,38 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
       // a retry may have crossed the threshold the other way
       if (gridfs) await inline.deleteOne({ _id: id });
       else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
+      if (previous !== undefined && previous !== id) await deleteGridFs(previous);
+      return record;
+    },
+
+    openStream,
+
+    /** Makes streamed bytes the blob `id` (writing its metadata document), replacing any bytes it had. */
+    async link(id: string, bytesId: string, blob: { size: number; sha256: string }, fields: Omit<T, keyof BlobMeta>) {
+      if (entryIdOf(bytesId) !== id || bytesId === id) throw new Error(`blob ${bytesId} was not streamed for ${id}`);
+      const previous = await bytesIdOf(id);
+      const record: BlobMeta = { _id: id, size: blob.size, sha256: blob.sha256, storage: 'gridfs', bytesId };
+      await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
+      if (previous !== undefined && previous !== bytesId) await deleteBytes(previous);
       return record;
     },
 
     async read(id: string): Promise<Buffer | undefined> {
       const doc = (await meta.findOne({ _id: id } as Filter<T>)) as BlobMeta | null;
       if (!doc) return undefined;
-      if (doc.storage === 'gridfs') return readGridFs(id);
+      if (doc.storage === 'gridfs') return readGridFs(doc.bytesId ?? id);
       const row = await inline.findOne({ _id: id });
       return row ? Buffer.from(row.data.buffer) : undefined;
     },
 
     /** Deletes every blob matching the filter, bytes first; returns how many metadata documents went. */
     async deleteWhere(filter: Filter<T>): Promise<number> {
-      const docs = (await meta.find(filter, { projection: { _id: 1 } }).toArray()) as unknown as { _id: string }[];
+      const docs = (await meta.find(filter, { projection: { _id: 1, bytesId: 1 } }).toArray()) as unknown as {
+        _id: string;
+        bytesId?: string;
+      }[];
       for (const doc of docs) {
-        await deleteBytes(doc._id);
+        await deleteBytes(doc.bytesId ?? doc._id);
         await meta.deleteOne({ _id: doc._id } as Filter<T>);
       }
       return docs.length;
@@ -144,7 +254,8 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
       let removed = 0;
       const candidates = await files.find({ uploadDate: { $lt: before } }, { projection: { _id: 1 } }).toArray();
       for (const { _id } of candidates) {
-        if (!(await meta.findOne({ _id } as Filter<T>, { projection: { _id: 1 } }))) {
+        // streamed bytes belong to the entry their id derives from, once that entry links them
+        if ((await bytesIdOf(entryIdOf(_id))) !== _id) {
           await deleteGridFs(_id);
           removed += 1;
         }

@@ -1,5 +1,5 @@
 import type { Db } from 'mongodb';
-import { blobStore, type BlobMeta } from './blobs';
+import { blobStore, streamedBytesId, type BlobMeta, type BlobStream } from './blobs';
 
 /**
  * The `staging` collection (+ `stagingBlobs` GridFS bucket): raw items and the credentialSubject of
@@ -34,6 +34,28 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
         issuanceId,
         itemId,
         role,
+        createdAt: now,
+        expiresAt: new Date(now.getTime() + ttlMs),
+      });
+    },
+    /**
+     * A sealed item streamed in before its issuance is accepted: bytes only, under an id of their own,
+     * invisible to readers until `link` makes them the entry (or `BlobStream.abort` deletes them).
+     */
+    openStream: (issuanceId: string, itemId: string, headLength: number): Promise<BlobStream> =>
+      blobs.openStream(streamedBytesId(idOf(issuanceId, itemId)), headLength),
+    async link(
+      issuanceId: string,
+      itemId: string,
+      bytesId: string,
+      blob: { size: number; sha256: string },
+      ttlMs: number,
+    ): Promise<void> {
+      const now = new Date();
+      await blobs.link(idOf(issuanceId, itemId), bytesId, blob, {
+        issuanceId,
+        itemId,
+        role: 'item',
         createdAt: now,
         expiresAt: new Date(now.getTime() + ttlMs),
       });

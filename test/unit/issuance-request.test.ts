@@ -1,12 +1,21 @@
 import { AppError } from '../../src/domain/errors';
 import { issuanceIdFor, issuanceWorkflowId, recordIdFor, ISSUANCE_ID_PATTERN } from '../../src/domain/ids';
+import { Readable } from 'node:stream';
 import {
+  isCanonicalBase64,
   parseIssuanceJson,
-  parseIssuanceMultipart,
   requestFingerprint,
   type IssuanceLimits,
+  type IssuanceRequest,
 } from '../../src/domain/issuance-request';
-import { parseMultipart } from '../../src/api/multipart';
+import { readIssuanceMultipart } from '../../src/api/multipart';
+import type { IssuanceIntake, Upload } from '../../src/api/issuance-intake';
+import express from 'express';
+import supertest from 'supertest';
+import { errorHandler } from '../../src/api/errors';
+import { issuanceRoutes } from '../../src/api/issuances';
+import { createLogger } from '../../src/observability/logger';
+import type { RecordsRepository } from '../../src/storage/records';
 import { loadSchemaRegistry, parseSchemaRegistry } from '../../src/routing/schema-registry';
 import { assertClientMayIssue } from '../../src/api/issuance-intake';
 import { parseClientScopes } from '../../src/config';
@@ -62,10 +71,21 @@ describe('parseIssuanceJson', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
-  it('rejects an oversize file before decoding it', () => {
+  it('checks canonical base64 by a linear scan, at any size', () => {
+    const regex = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+    for (const s of ['', 'QQ==', 'QUI=', 'QUJD', 'QQ=', 'Q===', 'QQ==QQ==', 'QU=D', 'QUJD\n', 'QUJ-', 'QUJ_', 'é===']) {
+      expect([s, isCanonicalBase64(s)]).toEqual([s, regex.test(s)]);
+    }
+    const large = Buffer.alloc(25 * 1024 * 1024 + 1, 7).toString('base64');
+    expect(isCanonicalBase64(large)).toBe(true);
+    expect(isCanonicalBase64(`${large.slice(0, -4)}AA*=`)).toBe(false);
+  });
+
+  it('rejects an oversize file before decoding it, naming the limit', () => {
     const big = Buffer.alloc(2048, 1).toString('base64');
     const body = { ...valid(), files: [{ kind: 'id-front', contentType: 'image/png', data: big }] };
     expect(codeOf(() => parseIssuanceJson(body, limits))).toBe('FILE_TOO_LARGE');
+    expect(() => parseIssuanceJson(body, limits)).toThrow(/limit of 1024 bytes/);
   });
 
   it('fingerprints meaning, not key order or encoding', () => {
@@ -96,14 +116,68 @@ describe('multipart', () => {
     Buffer.from(`--${boundary}--\r\n`),
   ]);
 
-  it('parses the same request as the JSON form', () => {
-    const parts = parseMultipart(body, `multipart/form-data; boundary=${boundary}`);
-    const r = parseIssuanceMultipart(parts, limits);
+  /** the body as a request stream, in pieces of `piece` bytes; the staged files land in `sunk` */
+  function read(bytes: Buffer, contentType = `multipart/form-data; boundary=${boundary}`, piece = 7) {
+    const pieces = Array.from({ length: Math.ceil(bytes.length / piece) }, (_, i) =>
+      bytes.subarray(i * piece, (i + 1) * piece),
+    );
+    const req = Object.assign(Readable.from(pieces), { headers: { 'content-type': contentType }, complete: false });
+    req.on('end', () => (req.complete = true));
+    const sunk = new Map<string, Buffer[]>();
+    const upload: Upload = {
+      issuanceId: 'iss_test',
+      precheck: () => Promise.resolve(),
+      open(itemId) {
+        sunk.set(itemId, []);
+        return Promise.resolve({
+          write: (b) => Promise.resolve(void sunk.get(itemId)!.push(Buffer.from(b))),
+          finish: () => Promise.resolve({ bytesId: `${itemId}~x`, size: 0, sha256: '' }),
+        });
+      },
+      linked: () => undefined,
+      discard: () => Promise.resolve(),
+    };
+    return { sunk, result: readIssuanceMultipart(req as unknown as express.Request, limits, upload) };
+  }
+  const refusal = (p: Promise<IssuanceRequest>) =>
+    p.then(
+      () => 'NO_ERROR',
+      (err: unknown) => (err instanceof AppError ? err.code : String(err)),
+    );
+
+  it('streams the same request as the JSON form, the file into the sink', async () => {
+    const { sunk, result } = read(body);
+    const r = await result;
     expect(requestFingerprint(r, K)).toBe(requestFingerprint(parseIssuanceJson(valid(), limits), K));
+    expect(Buffer.concat(sunk.get('id-front')!).equals(png)).toBe(true);
   });
 
-  it('rejects a body without its boundary', () => {
-    expect(codeOf(() => parseMultipart(body, 'multipart/form-data; boundary=other'))).toBe('MALFORMED_MULTIPART');
+  it('refuses a body without its boundary, a truncated body, and a file before the text parts', async () => {
+    expect(await refusal(read(body, 'multipart/form-data; boundary=other').result)).toBe('MALFORMED_MULTIPART');
+    expect(await refusal(read(body, 'multipart/form-data').result)).toBe('MALFORMED_MULTIPART');
+    expect(await refusal(read(body.subarray(0, body.length - 40)).result)).toBe('MALFORMED_MULTIPART');
+    const fileFirst = Buffer.concat([part('id-front', png, '; filename="f.png"\r\nContent-Type: image/png'), body]);
+    expect(await refusal(read(fileFirst).result)).toBe('MISSING_FIELD');
+    const textAfter = Buffer.concat([body.subarray(0, body.lastIndexOf(`--${boundary}--`)), part('x', 'y')]);
+    expect(await refusal(read(Buffer.concat([textAfter, Buffer.from(`--${boundary}--\r\n`)])).result)).toBe(
+      'TEXT_PART_AFTER_FILE',
+    );
+  });
+
+  it('refuses a file over the limit while it streams, and bytes that are not the declared type', async () => {
+    const big = Buffer.concat([png, Buffer.alloc(2000)]);
+    const over = (data: Buffer) =>
+      Buffer.concat([
+        body.subarray(0, body.indexOf(`--${boundary}\r\nContent-Disposition: form-data; name="id-front"`)),
+        part('id-front', data, '; filename="f.png"\r\nContent-Type: image/png'),
+        Buffer.from(`--${boundary}--\r\n`),
+      ]);
+    const tooBig = read(over(big));
+    expect(await refusal(tooBig.result)).toBe('FILE_TOO_LARGE');
+    expect(Buffer.concat(tooBig.sunk.get('id-front') ?? []).length).toBeLessThanOrEqual(limits.maxFileBytes);
+    const jpeg = read(over(Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8, 9])));
+    expect(await refusal(jpeg.result)).toBe('FILE_CONTENT_MISMATCH');
+    expect(jpeg.sunk.size).toBe(0); // nothing was staged
   });
 });
 
@@ -197,5 +271,55 @@ describe('tenancy', () => {
       { clientId: 'dev', issuerDid: 'did:air:id:a' },
       { clientId: 'x', issuerDid: 'did:air:id:b', schemaId: 'kyc' },
     ]);
+  });
+});
+
+describe('the issuance route', () => {
+  const routeLimits: IssuanceLimits = { maxFileBytes: 1024, maxTotalBytes: 3 * 1024, maxFiles: 3 };
+  let discarded = 0;
+  const intake = {
+    upload: (): Upload => ({
+      issuanceId: 'iss_test',
+      precheck: () => Promise.resolve(),
+      open: () =>
+        Promise.resolve({ write: () => Promise.resolve(), finish: () => Promise.reject(new Error('unused')) }),
+      linked: () => undefined,
+      discard: () => Promise.resolve(void (discarded += 1)),
+    }),
+    accept: () => Promise.reject(new Error('a refused request must not reach accept')),
+    get: () => Promise.resolve(null),
+  } as unknown as IssuanceIntake;
+  const app = express();
+  app.use((_req, res, next) => {
+    res.locals.clientId = 'dev';
+    next();
+  });
+  app.use(issuanceRoutes({ intake, records: {} as RecordsRepository, limits: routeLimits }));
+  app.use(errorHandler(createLogger({ level: 'silent', name: 'test' })));
+
+  it('refuses a JSON body over its limit, naming the limit', async () => {
+    const limit = Math.ceil((routeLimits.maxTotalBytes * 4) / 3) + 256 * 1024;
+    const res = await supertest(app)
+      .post('/v1/issuances')
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ pad: 'x'.repeat(limit) }));
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('BODY_TOO_LARGE');
+    expect(res.body.error.message).toContain(`${limit} bytes`);
+  });
+
+  it('refuses a multipart file over the limit as it streams, and discards the upload', async () => {
+    const res = await supertest(app)
+      .post('/v1/issuances')
+      .field('userId', 'user-1')
+      .field('issuerDid', 'did:air:issuer1')
+      .field('credentialId', 'prog-kyc-basic')
+      .field('schemaId', 'kyc-basic')
+      .field('credentialSubject', '{}')
+      .attach('id-front', Buffer.concat([png, Buffer.alloc(4096)]), { filename: 'f.png', contentType: 'image/png' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'FILE_TOO_LARGE', details: { limitBytes: 1024 } });
+    expect(res.body.error.message).toContain('1024 bytes');
+    expect(discarded).toBe(1);
   });
 });

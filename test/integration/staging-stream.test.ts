@@ -1,0 +1,90 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { MongoClient, type Db } from 'mongodb';
+import { stagingContext } from '../../src/activities/issuance';
+import { parseKeyring } from '../../src/crypto/keyring';
+import { createOuterSealer, openOuter, sealOuter } from '../../src/crypto/outer-layer';
+import { stagingRepository } from '../../src/storage/staging';
+import { uniqueDbName } from './callbacks-harness';
+import { testConfig } from '../support/temporal';
+
+const config = testConfig({ MONGODB_DB: uniqueDbName('stream') });
+const keyring = parseKeyring(config.CAK_MANAGED_KEYS);
+const HEAD = createOuterSealer(keyring, stagingContext('iss_x', 'x')).headLength;
+
+/**
+ * Streamed staging (multipart uploads): an item sealed piece by piece into GridFS, its head written
+ * last, opens like one sealed whole; its bytes stay invisible until linked, and every way out
+ * (abort, shred, the orphan sweep) leaves no chunk behind.
+ */
+describe('streamed staging', () => {
+  let mongo: MongoClient;
+  let db: Db;
+  const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+  const counts = async () => ({
+    entries: await db.collection('staging').countDocuments({}),
+    files: await db.collection('stagingBlobs.files').countDocuments({}),
+    chunks: await db.collection('stagingBlobs.chunks').countDocuments({}),
+  });
+
+  beforeAll(async () => {
+    mongo = await MongoClient.connect(config.MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
+    db = mongo.db(config.MONGODB_DB);
+  });
+  afterAll(async () => {
+    await db?.dropDatabase().catch(() => undefined);
+    await mongo?.close();
+  });
+
+  /** Streams `plain` in pieces of `piece` bytes, as an upload would. */
+  async function stream(issuanceId: string, itemId: string, plain: Buffer, piece: number) {
+    const staging = stagingRepository(db, 64 * 1024);
+    const sealer = createOuterSealer(keyring, stagingContext(issuanceId, itemId));
+    const blob = await staging.openStream(issuanceId, itemId, sealer.headLength);
+    for (let at = 0; at < plain.length; at += piece) await blob.write(sealer.update(plain.subarray(at, at + piece)));
+    return { staging, blob, sealer };
+  }
+
+  it.each([
+    ['within the first chunk', 10_000, 4096],
+    ['ending exactly at a chunk end', 2 * 1024 * 1024 - HEAD, 65_536],
+    ['over several chunks, odd pieces', 3 * 1024 * 1024 + 12_345, 65_537],
+  ])('%s: links and reads back what sealOuter would open', async (_name, size, piece) => {
+    const issuanceId = `iss_${randomBytes(6).toString('hex')}`;
+    const plain = randomBytes(size);
+    const { staging, blob, sealer } = await stream(issuanceId, 'id-front', plain, piece);
+    const finished = await blob.finish(sealer.final());
+    expect(await staging.read(issuanceId, 'id-front')).toBeUndefined(); // not an entry until linked
+    await staging.link(issuanceId, 'id-front', blob.bytesId, finished, 60_000);
+    const sealed = (await staging.read(issuanceId, 'id-front'))!;
+    expect(sealed.length).toBe(sealOuter(keyring, plain, stagingContext(issuanceId, 'id-front')).length);
+    expect({ size: sealed.length, sha256: sha256(sealed) }).toEqual(finished);
+    expect(openOuter(keyring, sealed, stagingContext(issuanceId, 'id-front')).equals(plain)).toBe(true);
+    await staging.shred(issuanceId);
+    expect(await counts()).toEqual({ entries: 0, files: 0, chunks: 0 });
+  });
+
+  it('abort deletes a stream mid-way; the sweep deletes unlinked bytes once a minute old, never linked ones', async () => {
+    const plain = randomBytes(2 * 1024 * 1024 + 5);
+    const aborted = await stream('iss_abort', 'id-front', plain, 100_000);
+    await aborted.blob.abort();
+    expect(await counts()).toEqual({ entries: 0, files: 0, chunks: 0 });
+
+    const orphan = await stream('iss_orphan', 'id-front', plain, 100_000); // a crash: never finished
+    const kept = await stream('iss_kept', 'id-front', plain, 100_000);
+    await kept.staging.link(
+      'iss_kept',
+      'id-front',
+      kept.blob.bytesId,
+      await kept.blob.finish(kept.sealer.final()),
+      3_600_000,
+    );
+    expect(await orphan.staging.sweepExpired()).toBe(0);
+    expect((await counts()).files).toBe(2); // the orphan is younger than a minute
+    await db.collection('stagingBlobs.files').updateMany({}, { $set: { uploadDate: new Date(Date.now() - 120_000) } });
+    await orphan.staging.sweepExpired();
+    expect(await counts()).toEqual({ entries: 1, files: 1, chunks: 3 });
+    expect(
+      openOuter(keyring, (await kept.staging.read('iss_kept', 'id-front'))!, stagingContext('iss_kept', 'id-front')),
+    ).toEqual(plain);
+  });
+});
