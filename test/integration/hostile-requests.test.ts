@@ -895,7 +895,7 @@ describe('hostile requests, every route', () => {
     [
       'auth',
       'a Verifier JWT with alg none',
-      async () => ({
+      () => ({
         path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
         headers: {
           authorization: `Bearer ${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ iss: callbackPayload.verifierDid, sub: callbackPayload.verifierDid, aud: 'cak-issuer', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`,
