@@ -87,25 +87,31 @@ export function authorizationStarter(client: Client, options: StarterOptions): A
         redriveWindowMs: options.redriveWindowMs,
         ...(firstDelivery ? { firstDelivery } : {}),
       };
-      try {
-        await client.withDeadline(Date.now() + options.startTimeoutMs, async () => {
+      // Start the run, or tell the one that holds the key. A run that closes between the two (its
+      // window just ended) answers the signal with "not found": the next start then opens a new one.
+      const startOrSignal = async (): Promise<StartResult> => {
+        for (let attempt = 0; ; attempt += 1) {
           try {
             await client.workflow.start<typeof authorizationWorkflow>(
               'authorizationWorkflow',
               authorizationStartOptions(workflowId, options.taskQueue, input),
             );
+            return { workflowId, duplicate: false };
           } catch (err) {
             if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-            // The run that holds the key learns of this delivery: inside its access window it is a
-            // duplicate; after the window closed it is a new consent, which opens the next window.
-            await client.workflow.getHandle(workflowId).signal(DELIVERY_SIGNAL, { receivedAt: at, deliveryProof });
-            throw err;
           }
-        });
-        return { workflowId, duplicate: false };
+          try {
+            // inside the run's access window this is a duplicate; after it, a new consent
+            await client.workflow.getHandle(workflowId).signal(DELIVERY_SIGNAL, { receivedAt: at, deliveryProof });
+            return { workflowId, duplicate: true };
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError) || attempt >= 2) throw err;
+          }
+        }
+      };
+      try {
+        return await client.withDeadline(Date.now() + options.startTimeoutMs, startOrSignal);
       } catch (err) {
-        if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, duplicate: true };
-        if (err instanceof WorkflowNotFoundError) return { workflowId, duplicate: true }; // closed between start and signal
         throw new TemporalUnavailableError(err);
       }
     },

@@ -48,6 +48,8 @@ const {
 const { notifyAuthorization } = proxyActivities<Activities>(notifyOptions);
 
 export const redriveSignal = defineSignal(REDRIVE_SIGNAL);
+/** How long a run whose window closed still takes a signalled delivery (the API's start timeout is 3 s). */
+const LATE_DELIVERY_GRACE = '10 seconds';
 export const deliverySignal = defineSignal<[DeliverySignal]>(DELIVERY_SIGNAL);
 
 interface RouteResult {
@@ -86,9 +88,11 @@ export async function authorizationWorkflow(input: AuthorizationInput): Promise<
       const accessUntil = result.accessUntil;
       await sleep(Math.max(1, Date.parse(accessUntil) - Date.now()));
       await expireAuthorization(input, accessUntil);
-      if (latest && latest.receivedAt >= accessUntil) {
-        // a consent that came after the window closed opens the next one
-        return continueAsNew<typeof authorizationWorkflow>({ ...input, ...latest, firstDelivery: undefined });
+      // A consent that came after the window closed opens the next one. One whose start found this
+      // run still open is signalled to it a moment later: wait for that before the run closes.
+      const lateConsent = () => latest !== undefined && latest.receivedAt >= accessUntil;
+      if (lateConsent() || (await condition(lateConsent, LATE_DELIVERY_GRACE))) {
+        return continueAsNew<typeof authorizationWorkflow>({ ...input, ...latest!, firstDelivery: undefined });
       }
     }
     return {
