@@ -232,9 +232,15 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         await records.promote(identity, version.version);
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
-        // another client created the record between the owner check and here
-        await records.deleteVersions([input.issuanceId]);
-        throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
+        // Two upserts of a new record collided. When the record is ours (another attempt of this
+        // issuance, or another issuance of this client, created it) promoting again matches it;
+        // only when another client created it in the meantime is this issuance refused.
+        if ((await records.ownerOf(identity.recordId)) === identity.clientId) {
+          await records.promote(identity, version.version);
+        } else {
+          await records.deleteVersions([input.issuanceId]);
+          throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
+        }
       }
       heartbeat();
       const superseded = await records.versionsBeyond(input.identity.recordId, settings.recordVersionsKept);
