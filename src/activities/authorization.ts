@@ -227,7 +227,8 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
     async sealAuditTrail(input: { forMs: number; pollMs: number }): Promise<{ sealed: number }> {
       const until = Date.now() + input.forMs;
       let sealed = 0;
-      while (Date.now() < until) {
+      // a worker shutting down cancels the activity: stop at once, the schedule's next run goes on
+      while (Date.now() < until && !Context.current().cancellationSignal.aborted) {
         const n = await audit.seal();
         sealed += n;
         Context.current().heartbeat(sealed);

@@ -1,5 +1,7 @@
 import { connectClient, testAuditKeys } from '../support/temporal';
 import { auditSealWorkflow } from '../../src/workflows/audit';
+import { ScheduleOverlapPolicy } from '@temporalio/client';
+import { ensureAuditSealSchedule } from '../../src/workers/schedules';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
@@ -83,6 +85,29 @@ describe('the keyed, sealed audit trail', () => {
     }
     expect(await audit.get(key)).toMatchObject({ _id: key, seq: expect.any(Number) });
     await stack.restartWorker(); // and with it the seal loop
+  });
+
+  it('the audit-seal schedule (as the worker creates it) starts its first run at once, one at a time, created once', async () => {
+    const client = await connectClient(config);
+    const scheduleId = `test-audit-seal-${randomUUID()}`;
+    // a task queue no worker polls: the run's sealing itself is the workflow test above
+    const options = { taskQueue: `${config.TEMPORAL_TASK_QUEUE}-idle`, pollMs: 50, scheduleId };
+    const schedule = client.schedule.getHandle(scheduleId);
+    try {
+      expect(await ensureAuditSealSchedule(client, options)).toEqual({ created: true, scheduleId });
+      expect(await ensureAuditSealSchedule(client, options)).toEqual({ created: false, scheduleId });
+      const described = await eventually(
+        () => schedule.describe(),
+        (d) => d.info.runningActions.length === 1,
+      );
+      expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'auditSealWorkflow' });
+      expect(described.policies.overlap).toBe(ScheduleOverlapPolicy.SKIP);
+    } finally {
+      const running = (await schedule.describe()).info.runningActions;
+      await schedule.delete();
+      for (const { workflow } of running) await client.workflow.getHandle(workflow.workflowId).terminate('test done');
+      await client.connection.close();
+    }
   });
 
   it('`cak audit verify` passes on the real trail and names the broken event after one is edited', async () => {
