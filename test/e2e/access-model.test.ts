@@ -1,5 +1,4 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,38 +14,18 @@ import type { IssuanceInput } from '../../src/domain/issuance';
 import type { IssuanceDoc } from '../../src/storage/issuances';
 import { authorizationIdFor, authorizationWorkflowId } from '../../src/domain/callback';
 import { canonicalJson } from '../../src/domain/safe-json';
-import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
-import { platformFromConfig } from '../../src/platform';
-import { issuerSettingsClient } from '../../src/platform/issuer-settings';
+import type { EmulatorHandle } from '../../src/emulator/server';
 import { VerifierSimulation } from '../../src/emulator/verifier-sim';
 import { auditRepository, type AuditEvent } from '../../src/storage/audit';
-import { connectClient, testAuditKeys } from '../support/temporal';
-import {
-  callbackConfig,
-  eventually,
-  openDb,
-  runWorker,
-  startCallbackApi,
-  type RunningWorker,
-} from '../integration/callbacks-harness';
+import { runCak } from '../support/cli';
+import { testAuditKeys } from '../support/temporal';
+import { callbackConfig, eventually, startConsentStack, type ConsentStack } from '../integration/callbacks-harness';
 
 jest.setTimeout(240_000);
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const WINDOW_SECONDS = 8;
 const OTHER_API_KEY = 'cak-test-other-client-key';
-
-/** Runs the `cak` CLI in a child process (the API and emulator it may talk to run in this one). */
-function cak(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['-r', '@swc-node/register', 'src/cli/cak.ts', ...args],
-      { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /**
  * The access model end to end (docs/callbacks.md, "Access"): only the consented Verifier opens a
@@ -58,9 +37,9 @@ describe('access model', () => {
   let config: Config;
   let api: ApiHandle;
   let emulator: EmulatorHandle;
-  let worker: RunningWorker;
   let database: { db: Db; close(): Promise<void> };
   let temporal: Client;
+  let stack: ConsentStack;
   let dir: string;
   const run = randomUUID().slice(0, 8);
 
@@ -115,25 +94,12 @@ describe('access model', () => {
       // `other` may issue only proof-of-address for the development issuer
       API_CLIENT_SCOPES: `dev=${DEV_ISSUER_DID},other=${DEV_ISSUER_DID}/proof-of-address`,
     });
-    database = await openDb(config);
-    api = await startCallbackApi(config);
-    emulator = await startEmulator(config, { port: 0, jwksUrl: `${api.url}/.well-known/jwks.json` });
-    worker = await runWorker({ ...config, AIR_PLATFORM_URL: emulator.url });
-    temporal = await connectClient(config);
-    await issuerSettingsClient({
-      baseUrl: emulator.url,
-      timeoutMs: 5_000,
-      partnerTokens: platformFromConfig(config).partnerTokens,
-    }).setCallbackUrl(`${api.url}/v1/cak/callbacks`);
+    stack = await startConsentStack(config);
+    ({ database, api, emulator, temporal } = stack);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await emulator?.close();
-    await api?.close();
-    await temporal?.connection.close();
-    await database?.db.dropDatabase().catch(() => undefined);
-    await database?.close();
+    await stack?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -405,7 +371,7 @@ describe('access model', () => {
         prevHash = hash;
       }
       const env = { MONGODB_URI: config.MONGODB_URI, MONGODB_DB: config.MONGODB_DB };
-      const verified = await cak(['audit', 'verify', '--json'], env);
+      const verified = await runCak(['audit', 'verify', '--json'], env);
       expect(verified.status).toBe(3);
       expect(JSON.parse(verified.stdout)).toMatchObject({ ok: false, seq: victim.seq, eventId: victim._id });
     });

@@ -1,5 +1,5 @@
+import { runCak } from '../support/cli';
 import { testAuditKeys } from '../support/temporal';
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { Db } from 'mongodb';
 import type { ApiHandle } from '../../src/api/server';
@@ -22,18 +22,6 @@ import {
 jest.setTimeout(180_000);
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-/** Runs the `cak` CLI without blocking this process (the API and the emulator it talks to run here). */
-function cak(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['-r', '@swc-node/register', 'src/cli/cak.ts', ...args],
-      { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 60_000 },
-      (err, stdout, stderr) => resolve({ status: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /**
  * The whole authorization story: issuance -> consent at the platform (emulator) -> signed callback
@@ -79,7 +67,7 @@ describe('authorization callbacks end to end', () => {
   });
 
   it('registers the callback URL with `cak platform register-callback` and reads it back with `cak platform status`', async () => {
-    const refused = await cak(
+    const refused = await runCak(
       ['platform', 'register-callback', '--url', 'http://issuer.example/v1/cak/callbacks'],
       platformEnv,
     );
@@ -87,10 +75,10 @@ describe('authorization callbacks end to end', () => {
     expect(refused.stderr).toMatch(/https/);
 
     const url = `${api.url}/v1/cak/callbacks`;
-    const set = await cak(['platform', 'register-callback', '--url', url], platformEnv);
+    const set = await runCak(['platform', 'register-callback', '--url', url], platformEnv);
     expect(set.stderr).toBe('');
     expect(set.status).toBe(0);
-    const status = await cak(['platform', 'status'], platformEnv);
+    const status = await runCak(['platform', 'status'], platformEnv);
     expect(status.status).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ callbackUrl: url, callbackSignatureScheme: 'standard-webhooks' });
   });

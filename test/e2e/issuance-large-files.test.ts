@@ -5,20 +5,10 @@ import type { Db } from 'mongodb';
 import type { ApiHandle } from '../../src/api/server';
 import { DEV_ADMIN_TOKEN, DEV_API_KEY, DEV_ISSUER_DID, type Config } from '../../src/config';
 import type { Curve } from '../../src/crypto/keys';
-import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
+import type { EmulatorHandle } from '../../src/emulator/server';
 import { VerifierSimulation } from '../../src/emulator/verifier-sim';
-import { platformFromConfig } from '../../src/platform';
-import { issuerSettingsClient } from '../../src/platform/issuer-settings';
 import { countWorkflows, markedPng } from '../support/scans';
-import { connectClient } from '../support/temporal';
-import {
-  callbackConfig,
-  eventually,
-  openDb,
-  runWorker,
-  startCallbackApi,
-  type RunningWorker,
-} from '../integration/callbacks-harness';
+import { callbackConfig, eventually, startConsentStack, type ConsentStack } from '../integration/callbacks-harness';
 
 jest.setTimeout(30 * 60_000);
 
@@ -32,9 +22,9 @@ describe('files at the 25 MB limit', () => {
   let config: Config;
   let api: ApiHandle;
   let emulator: EmulatorHandle;
-  let worker: RunningWorker;
   let database: { db: Db; close(): Promise<void> };
   let temporal: Client;
+  let stack: ConsentStack;
   const run = randomUUID().slice(0, 8);
   const refusedUser = `refused-${run}`;
 
@@ -110,25 +100,12 @@ describe('files at the 25 MB limit', () => {
 
   beforeAll(async () => {
     config = await callbackConfig({ API_RATE_LIMIT_PER_MINUTE: '100000' });
-    database = await openDb(config);
-    api = await startCallbackApi(config);
-    emulator = await startEmulator(config, { port: 0, jwksUrl: `${api.url}/.well-known/jwks.json` });
-    worker = await runWorker({ ...config, AIR_PLATFORM_URL: emulator.url });
-    temporal = await connectClient(config);
-    await issuerSettingsClient({
-      baseUrl: emulator.url,
-      timeoutMs: 5_000,
-      partnerTokens: platformFromConfig(config).partnerTokens,
-    }).setCallbackUrl(`${api.url}/v1/cak/callbacks`);
+    stack = await startConsentStack(config);
+    ({ database, api, emulator, temporal } = stack);
   });
 
   afterAll(async () => {
-    await worker?.stop();
-    await emulator?.close();
-    await api?.close();
-    await temporal?.connection.close();
-    await database?.db.dropDatabase().catch(() => undefined);
-    await database?.close();
+    await stack?.close();
   });
 
   describe('refusals leave nothing behind', () => {

@@ -4,6 +4,9 @@ import { MongoClient, type Db } from 'mongodb';
 import { startApi, type ApiHandle } from '../../src/api/server';
 import { DEV_CALLBACK_SECRET, DEV_ISSUER_DID, type Config } from '../../src/config';
 import { recordIdFor } from '../../src/domain/ids';
+import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
+import { platformFromConfig } from '../../src/platform';
+import { issuerSettingsClient } from '../../src/platform/issuer-settings';
 import type { AuditEventTypeName, CallbackPayload } from '../../src/domain/authorization';
 import { signStandardWebhook } from '../../src/platform/callback-signature';
 import { freePort } from '../support/ports';
@@ -222,4 +225,46 @@ export async function auditEventOf(
       .findOne(filter)) ??
     (await db.collection<{ _id: string; type: string; data: Record<string, unknown> }>('audit_pending').findOne(filter))
   );
+}
+
+/**
+ * The whole system for a consent story: the real API, the AIR emulator (trusting the API's JWKS,
+ * with our callback URL registered, as `cak platform register-callback` does), a worker with the
+ * audit seal loop, a Temporal client, and the database, on the config's own database and task queue.
+ */
+export interface ConsentStack {
+  database: { db: Db; close(): Promise<void> };
+  api: ApiHandle;
+  emulator: EmulatorHandle;
+  worker: RunningWorker;
+  temporal: Client;
+  close(): Promise<void>;
+}
+
+export async function startConsentStack(config: Config): Promise<ConsentStack> {
+  const database = await openDb(config);
+  const api = await startCallbackApi(config);
+  const emulator = await startEmulator(config, { port: 0, jwksUrl: `${api.url}/.well-known/jwks.json` });
+  const worker = await runWorker({ ...config, AIR_PLATFORM_URL: emulator.url });
+  const temporal = await connectClient(config);
+  await issuerSettingsClient({
+    baseUrl: emulator.url,
+    timeoutMs: 5_000,
+    partnerTokens: platformFromConfig(config).partnerTokens,
+  }).setCallbackUrl(`${api.url}/v1/cak/callbacks`);
+  return {
+    database,
+    api,
+    emulator,
+    worker,
+    temporal,
+    async close() {
+      await worker.stop();
+      await emulator.close();
+      await api.close();
+      await temporal.connection.close();
+      await database.db.dropDatabase().catch(() => undefined);
+      await database.close();
+    },
+  };
 }
