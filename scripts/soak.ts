@@ -1,42 +1,53 @@
 /**
- * `npm run soak [-- --minutes N --max-requests N]`: correctness under faults, for a bounded time.
+ * `npm run soak [-- --minutes N --max-requests N]`: correctness under faults, deploys and key
+ * rotations, for a bounded time.
  *
- * Starts its own Temporal dev server and FerretDB (free loopback ports, a temp data dir), the API
- * and the worker as child processes (the worker so it can be SIGKILLed) and the AIR platform
- * emulator in-process. For SOAK_MINUTES (default 10) it sends a mixed load, as the platform and a
- * client would: issuances (JSON, small items carrying distinctive plaintext markers, fixed
- * Idempotency-Keys, some replayed, every POST retried with its key until a 202) and signed
- * authorization callbacks (Standard Webhooks, via the emulator's dispatcher: retried until 2XX,
- * redelivered under the same webhook-id, and fresh deliveries of the same key). Meanwhile, every
- * 20-60 s, one fault: SIGKILL the worker and start another, stop and restart the database (same
- * port and data), or stop and restart Temporal (same port and state file). Then, with everything
- * up, it waits (bounded) for the work to settle, checks the invariants, prints one summary line on
- * stdout and exits 1 if any failed. Docs: docs/operations.md, "Soak".
+ * Starts its own Temporal dev server and FerretDB (free loopback ports, a temp data dir), two API
+ * instances and the worker as child processes, a small reverse proxy in front of the two APIs
+ * (scripts/lib/soak-proxy.ts) and the AIR platform emulator in-process. For SOAK_MINUTES (default
+ * 10) it sends a mixed load through the proxy, as the platform and clients would: issuances (JSON,
+ * small items carrying distinctive plaintext markers, fixed Idempotency-Keys, some replayed, every
+ * POST retried with its key until a 202), signed authorization callbacks (Standard Webhooks, via the
+ * emulator's dispatcher: retried until 2XX, redelivered under the same webhook-id, and fresh
+ * deliveries of the same key) and reads (issuance status, the partner JWKS). Meanwhile, every 20-60
+ * s, one fault: SIGKILL the worker and start another, stop and restart the database or Temporal
+ * (same port and data), or a rolling restart of the API (docs/operations.md "Rolling restart of the
+ * API"); and at 20, 40, 60 and 80 % of the run one key rotation each (codec, managed, callback,
+ * partner; scripts/lib/soak-rotations.ts). Then, with everything up, it waits (bounded) for the
+ * work to settle, checks the invariants, prints one summary line on stdout and exits 1 if any failed.
+ * Docs: docs/operations.md, "Soak".
  *
  * Settings: SOAK_MINUTES / --minutes (10), SOAK_MAX_REQUESTS / --max-requests (20000 HTTP requests
  * sent by the load), SOAK_SETTLE_MINUTES (5), SOAK_FAULT_MIN_SECONDS / SOAK_FAULT_MAX_SECONDS (20/60),
- * SOAK_KEEP_LOGS=1 (copy the servers' logs to .data/soak-logs/ before the temp dir is removed).
+ * SOAK_ISSUANCES_PER_SECOND (1.2), SOAK_CALLBACKS_PER_SECOND (0.7 new consents, about 3 requests
+ * each), SOAK_READS_PER_SECOND (2.5): about 6 requests/s together; SOAK_KEEP_LOGS=1 (copy the
+ * servers' logs to .data/soak-logs/ before the temp dir is removed).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, openSync, closeSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { MongoClient, type Db } from 'mongodb';
-import { DEV_API_KEY, loadConfig, type Config } from '../src/config';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { DEV_API_KEY, DEV_ISSUER_DID, loadConfig, type Config } from '../src/config';
 import { parseKeyring } from '../src/crypto/keyring';
 import { dataConverterFor } from '../src/crypto/payload-codec';
 import { authorizationIdFor, authorizationWorkflowId } from '../src/domain/callback';
 import type { CallbackPayload } from '../src/domain/authorization';
-import { createDispatcher, type DispatchOutcome } from '../src/emulator/dispatcher';
+import { createDispatcher, type DispatcherOptions, type DispatchOutcome } from '../src/emulator/dispatcher';
 import { startEmulator, type EmulatorHandle } from '../src/emulator/server';
 import { parseSecrets } from '../src/platform/callback-signature';
+import { devPartnerJwk } from '../src/platform/partner-keys';
+import { packageKeyCounts } from '../src/operations/keys';
 import { auditRepository } from '../src/storage/audit';
 import { freePort } from '../test/support/ports';
 import { findMarkers, markedPng, scanDatabase, scanHistoriesWhere } from '../test/support/scans';
 import { startDatabase, startTemporal, stopService, type Paths } from './lib/local-services';
+import { startProxy, type ProxyHandle } from './lib/soak-proxy';
+import { rewrap, rotate, ROTATIONS, type Deployment, type RotationKind } from './lib/soak-rotations';
 import { judgeIncarnation, mb, readRssKb, RSS_RULE, type Incarnation } from './lib/soak-rss';
 
 // ---------------------------------------------------------------------------------------------
@@ -61,10 +72,12 @@ const SETTINGS = {
   settleMinutes: numberSetting('settle-minutes', 'SOAK_SETTLE_MINUTES', 5),
   faultMinSeconds: numberSetting('fault-min-seconds', 'SOAK_FAULT_MIN_SECONDS', 20),
   faultMaxSeconds: numberSetting('fault-max-seconds', 'SOAK_FAULT_MAX_SECONDS', 60),
-  /** one new issuance every this many ms, and one new callback key every this many ms */
-  issuanceEveryMs: 1_400,
-  callbackKeyEveryMs: 2_000,
-  maxIssuancesInFlight: 6,
+  /** new issuances, new callback keys (each about 3 requests) and reads per second */
+  issuancesPerSecond: numberSetting('issuances-per-second', 'SOAK_ISSUANCES_PER_SECOND', 1.2),
+  callbacksPerSecond: numberSetting('callbacks-per-second', 'SOAK_CALLBACKS_PER_SECOND', 0.7),
+  readsPerSecond: numberSetting('reads-per-second', 'SOAK_READS_PER_SECOND', 2.5),
+  /** first POSTs of issuances still retrying (replays do not count) */
+  maxIssuancesInFlight: 10,
   rssEveryMs: 5_000,
 };
 
@@ -95,20 +108,38 @@ interface Ports {
   temporal: number;
   ui: number;
   db: number;
-  api: number;
+  proxy: number;
+  apiA: number;
+  apiB: number;
   emulator: number;
   workerHealth: number;
   workerMetrics: number;
+}
+
+/** One API instance behind the proxy: restarted in place (same name, port and log). */
+interface ApiInstance {
+  name: 'api-a' | 'api-b';
+  port: number;
+  child?: ChildProcess;
+  /** set while the soak itself stops it, so the watchdog does not restart it */
+  expectedExit: boolean;
 }
 
 interface System {
   paths: Paths;
   ports: Ports;
   config: Config;
+  /** the deployment's environment: rotations edit it, and every process started later gets it */
   env: NodeJS.ProcessEnv;
+  /** the proxy's URL: all the load goes there */
   apiUrl: string;
   emulator?: EmulatorHandle;
-  api?: ChildProcess;
+  proxy?: ProxyHandle;
+  apis: ApiInstance[];
+  /** API instances stopped and started again by rolling restarts */
+  apiRestarts: number;
+  apiUnexpectedExits: number;
+  violations: string[];
   worker?: ChildProcess;
   incarnations: Incarnation[];
   workerUnexpectedExits: number;
@@ -120,14 +151,22 @@ interface System {
 const WORKER_ENTRY = 'src/workers/worker.ts';
 const API_ENTRY = 'src/api/server.ts';
 
-function spawnChild(sys: System, name: string, entry: string): ChildProcess {
+function spawnChild(sys: System, name: string, args: string[], env = sys.env, stdout?: 'pipe'): ChildProcess {
   const log = openSync(join(sys.paths.dataDir, 'logs', `${name}.log`), 'a');
-  const child = spawn(process.execPath, ['-r', '@swc-node/register', entry], {
-    env: sys.env,
-    stdio: ['ignore', log, log],
+  const child = spawn(process.execPath, ['-r', '@swc-node/register', ...args], {
+    env,
+    stdio: ['ignore', stdout ?? log, log],
   });
   closeSync(log);
   return child;
+}
+
+/** `cak <args>` with the deployment's environment (stderr to logs/cli.log); its exit code and stdout. */
+function runCli(sys: System, args: string[]): Promise<{ code: number | null; stdout: string }> {
+  const child = spawnChild(sys, 'cli', ['src/cli/cak.ts', ...args], sys.env, 'pipe');
+  let stdout = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  return new Promise((done) => child.once('close', (code) => done({ code, stdout })));
 }
 
 async function waitHttpOk(url: string, what: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
@@ -149,7 +188,7 @@ let workerStarting: Promise<void> = Promise.resolve();
 function startWorker(sys: System): Promise<void> {
   workerStarting = workerStarting.then(async () => {
     if (sys.stopping) return;
-    const child = spawnChild(sys, 'worker', WORKER_ENTRY);
+    const child = spawnChild(sys, 'worker', [WORKER_ENTRY]);
     const inc: Incarnation = {
       n: sys.incarnations.length + 1,
       pid: child.pid ?? -1,
@@ -193,6 +232,91 @@ async function stopWorker(sys: System, signal: NodeJS.Signals, label: string): P
   }
 }
 
+/**
+ * Starts an API instance (its own port, the deployment's current environment) and waits until the
+ * proxy sees it ready. An instance that exits before it answers most likely lost its port meanwhile
+ * (Temporal's dev server binds ports of its own): it gets another one, twice at most.
+ */
+async function startApi(sys: System, api: ApiInstance): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    const child = spawnChild(sys, api.name, [API_ENTRY], { ...sys.env, API_PORT: String(api.port) });
+    api.child = child;
+    api.expectedExit = false;
+    let up = false;
+    child.once('exit', (code, signal) => {
+      if (api.child === child) api.child = undefined;
+      if (!up || api.expectedExit || sys.stopping) return;
+      sys.apiUnexpectedExits += 1;
+      say(`${api.name} (pid ${child.pid}) exited on its own (${signal ?? `code ${code}`}); starting it again`);
+      void sleep(2_000).then(() =>
+        startApi(sys, api).catch((err: unknown) => say(`${api.name} restart failed: ${String(err)}`)),
+      );
+    });
+    try {
+      await waitHttpOk(`http://127.0.0.1:${api.port}/healthz`, api.name, 60_000, child);
+      up = true;
+      break;
+    } catch (err) {
+      if (attempt >= 3 || child.exitCode === null) throw err;
+      const log = readFileSync(join(sys.paths.dataDir, 'logs', `${api.name}.log`), 'utf8')
+        .trim()
+        .split('\n');
+      say(`${api.name} exited at start (${log[log.length - 1]?.slice(0, 200)}); trying another port`);
+      api.port = await freePort();
+      sys.proxy!.upstreams.find((u) => u.name === api.name)!.port = api.port;
+    }
+  }
+  await sys.proxy!.waitFor(api.name, 'ready', 120_000);
+}
+
+/** SIGTERM, as a deploy sends it: the instance drains and must exit 0 within API_SHUTDOWN_GRACE_MS (and a margin). */
+async function stopApi(sys: System, api: ApiInstance): Promise<void> {
+  const child = api.child;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  api.expectedExit = true;
+  const gone = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  child.kill('SIGTERM');
+  const limitMs = Number(sys.env.API_SHUTDOWN_GRACE_MS) + 10_000;
+  const code = await Promise.race([gone, sleep(limitMs).then(() => 'timeout' as const)]);
+  if (code === 'timeout') {
+    if (!sys.stopping) sys.violations.push(`${api.name}: still running ${limitMs / 1000} s after SIGTERM`);
+    child.kill('SIGKILL');
+    await gone;
+  } else if (code !== 0 && !sys.stopping) {
+    sys.violations.push(`${api.name}: exited with ${code} after SIGTERM (expected 0)`);
+  }
+}
+
+/** docs/operations.md "Rolling restart of the API": one instance at a time; the next only once the new one is ready. */
+async function rollingRestart(sys: System): Promise<void> {
+  for (const api of sys.apis) {
+    await stopApi(sys, api);
+    await startApi(sys, api);
+    sys.apiRestarts += 1;
+  }
+}
+
+/** What the rotations deploy with: the environment, rolling restarts, the platform's signing secret, the CLI. */
+function deployment(sys: System, dispatcherOptions: DispatcherOptions, background: Promise<unknown>[]): Deployment {
+  return {
+    env: sys.env,
+    async deploy(targets, why) {
+      say(`deploy (${why}): rolling restart of the API${targets === 'api+worker' ? ', worker restart' : ''}`);
+      const worker = async () => {
+        await stopWorker(sys, 'SIGTERM', 'stopped (deploy)');
+        await startWorker(sys);
+      };
+      await Promise.all([rollingRestart(sys), targets === 'api+worker' ? worker() : undefined]);
+    },
+    signCallbacksWith: (secret) => void (dispatcherOptions.secret = secret),
+    cli: (args) => runCli(sys, args),
+    background: (task) => void background.push(task),
+    say,
+    sleep: (ms) => sleep(ms),
+    violation: (text) => void sys.violations.push(text),
+  };
+}
+
 function sampleRss(sys: System): void {
   const child = sys.worker;
   const inc = sys.incarnations[sys.incarnations.length - 1];
@@ -204,7 +328,6 @@ function sampleRss(sys: System): void {
 // ---------------------------------------------------------------------------------------------
 // Load: issuances
 
-const ISSUER_DID = 'did:air:id:cak-dev-issuer';
 const SCHEMAS = ['kyc-basic', 'proof-of-address', 'age-over-18'] as const;
 type SchemaId = (typeof SCHEMAS)[number];
 const VERIFIERS = ['did:air:soak-verifier-a', 'did:air:soak-verifier-b', 'did:air:soak-verifier-c'];
@@ -235,6 +358,9 @@ interface Counters {
   callbackAcked: number;
   callbackDuplicateNotAcked: number;
   deliveries: number;
+  reads: number;
+  /** reads answered 5xx or not at all (a dependency down): tolerated, counted */
+  readsUnavailable: number;
 }
 
 interface Load {
@@ -250,6 +376,7 @@ interface Load {
   /** aborts everything in flight (hard deadline, signal) */
   hardStop: AbortController;
   faultCounts: Record<FaultKind, number>;
+  rotations: Record<RotationKind, number>;
 }
 
 function issuanceBody(load: Load, spec: Omit<IssuanceSpec, 'body'>): string {
@@ -261,8 +388,8 @@ function issuanceBody(load: Load, spec: Omit<IssuanceSpec, 'body'>): string {
   });
   const base = {
     userId: spec.userId,
-    issuerDid: ISSUER_DID,
-    credentialId: `prog-${spec.schemaId}`,
+    issuerDid: DEV_ISSUER_DID,
+    credentialId: `prog-${spec.schemaId}`, // the schema's one program (config/schemas.yaml)
     schemaId: spec.schemaId,
     credentialSubject: { level: 1 + (spec.n % 3), note: marker('SUBJECT') },
   };
@@ -322,6 +449,33 @@ async function postIssuance(sys: System, load: Load, spec: IssuanceSpec, replay:
     load.counters.issuanceRetries += 1;
     await sleep(backoff * rand(0.5, 1), load.hardStop.signal);
     backoff = Math.min(backoff * 2, 10_000);
+  }
+}
+
+/**
+ * One read, as clients and the platform make them: an issuance's status (the client that posted it)
+ * or the partner JWKS (the platform verifying our tokens). A 4XX is a violation; a 5XX or no answer
+ * (a dependency down) is counted.
+ */
+async function read(sys: System, load: Load): Promise<void> {
+  const accepted = load.specs.filter((s) => s.acceptedId);
+  const spec = accepted.length > 0 && Math.random() < 0.7 ? pick(accepted) : undefined;
+  const path = spec ? `/v1/issuances/${spec.acceptedId}` : '/.well-known/jwks.json';
+  load.counters.requests += 1;
+  load.counters.reads += 1;
+  const status = await fetch(`${sys.apiUrl}${path}`, {
+    headers: spec ? { 'x-api-key': DEV_API_KEY } : {},
+    signal: AbortSignal.any([AbortSignal.timeout(15_000), load.hardStop.signal]),
+  })
+    .then(async (res) => {
+      await res.body?.cancel();
+      return res.status;
+    })
+    .catch(() => undefined);
+  if (status !== undefined && status >= 400 && status < 500) {
+    load.violations.push(`read ${spec ? `issuance ${spec.acceptedId}` : 'jwks'}: answered ${status}`);
+  } else if (status === undefined || status >= 500) {
+    load.counters.readsUnavailable += 1;
   }
 }
 
@@ -410,8 +564,8 @@ async function refreshStored(db: Db, load: Load): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Faults
 
-type FaultKind = 'worker-kill' | 'db-restart' | 'temporal-restart';
-const FAULTS: FaultKind[] = ['worker-kill', 'db-restart', 'temporal-restart'];
+type FaultKind = 'worker-kill' | 'db-restart' | 'temporal-restart' | 'api-rolling-restart';
+const FAULTS: FaultKind[] = ['worker-kill', 'db-restart', 'temporal-restart', 'api-rolling-restart'];
 
 async function injectFault(sys: System, kind: FaultKind): Promise<void> {
   const quiet = () => undefined;
@@ -439,25 +593,26 @@ async function injectFault(sys: System, kind: FaultKind): Promise<void> {
       await startTemporal(sys.paths, { port: sys.ports.temporal, uiPort: sys.ports.ui, namespace: 'default' }, quiet);
       say('fault: Temporal back');
       return;
+    case 'api-rolling-restart':
+      say('fault: rolling restart of the API');
+      await rollingRestart(sys);
+      say('fault: API restarted');
+      return;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Settle and check
 
-interface RunCounts {
-  runs: Map<string, { total: number; completed: number }>;
-}
-
-async function listRuns(client: Client, workflowType: string): Promise<RunCounts> {
-  const runs = new Map<string, { total: number; completed: number }>();
+/** Runs (executions, of any status) per workflow id. */
+async function listRuns(client: Client, workflowType: string): Promise<Map<string, { total: number }>> {
+  const runs = new Map<string, { total: number }>();
   for await (const wf of client.workflow.list({ query: `WorkflowType = '${workflowType}'` })) {
-    const entry = runs.get(wf.workflowId) ?? { total: 0, completed: 0 };
+    const entry = runs.get(wf.workflowId) ?? { total: 0 };
     entry.total += 1;
-    if (wf.status.name === 'COMPLETED') entry.completed += 1;
     runs.set(wf.workflowId, entry);
   }
-  return { runs };
+  return runs;
 }
 
 async function settled(db: Db, client: Client, load: Load, secret: string): Promise<string | undefined> {
@@ -474,10 +629,18 @@ async function settled(db: Db, client: Client, load: Load, secret: string): Prom
     .collection('authorizations')
     .countDocuments({ _id: { $in: ackedIds as never[] }, state: { $in: ['active', 'routed'] } });
   if (final < ackedIds.length) return `${ackedIds.length - final} authorizations not routed yet`;
+  // authorization runs stay open for their access window; routed and audited is their settled state
+  const audited = await db
+    .collection('audit_events')
+    .distinct('data.authorizationId', { type: 'authorization', 'data.authorizationId': { $in: ackedIds } });
+  if (audited.length < ackedIds.length)
+    return `${ackedIds.length - audited.length} authorizations not audited (sealed) yet`;
+  const unsealed = await db.collection('audit_pending').countDocuments({});
+  if (unsealed > 0) return `${unsealed} audit events not sealed yet`;
   const { count: running } = await client.workflow.count(
-    `ExecutionStatus = 'Running' AND (WorkflowType = 'issuanceWorkflow' OR WorkflowType = 'authorizationWorkflow')`,
+    `ExecutionStatus = 'Running' AND WorkflowType = 'issuanceWorkflow'`,
   );
-  if (running > 0) return `${running} runs still running`;
+  if (running > 0) return `${running} issuance runs still running`;
   return undefined;
 }
 
@@ -491,7 +654,7 @@ async function check(sys: System, db: Db, client: Client, load: Load, elapsedMs:
   const secret = sys.config.ID_HMAC_SECRET;
 
   // Issuances: each accepted one completed, with exactly one record version and exactly one run.
-  const issuanceRuns = (await listRuns(client, 'issuanceWorkflow')).runs;
+  const issuanceRuns = await listRuns(client, 'issuanceWorkflow');
   const accepted = load.specs.filter((s) => s.acceptedId);
   let stored = 0;
   let issuanceLost = 0;
@@ -524,19 +687,21 @@ async function check(sys: System, db: Db, client: Client, load: Load, elapsedMs:
   if (issuanceRuns.size !== accepted.length)
     failures.push(`${issuanceRuns.size} issuance workflow ids for ${accepted.length} issuances`);
 
-  // Callbacks: each acknowledged key has one authorization, one audit event, one (completed) run.
-  const authRuns = (await listRuns(client, 'authorizationWorkflow')).runs;
+  // Callbacks: each acknowledged key has one authorization, one sealed audit event and one run (of
+  // any status: it stays open for the access window, longer than the soak).
+  const authRuns = await listRuns(client, 'authorizationWorkflow');
   const acked = [...load.keys.values()].filter((k) => k.acked);
   const authorizations = db.collection<{ _id: string; state: string }>('authorizations');
-  const events = db.collection('audit_events');
+  const events = db.collection<{ _id: string }>('audit_events');
   let callbackLost = 0;
   let callbackDuplicated = 0;
   for (const key of acked) {
     const id = authorizationIdFor(secret, key.payload);
     const doc = await authorizations.findOne({ _id: id });
     const sameKey = await authorizations.countDocuments({ ...key.payload });
-    const audits = await events.countDocuments({ type: 'authorization', 'data.authorizationId': id });
-    const runs = authRuns.get(authorizationWorkflowId(id)) ?? { total: 0, completed: 0 };
+    const audited = await events.find({ type: 'authorization', 'data.authorizationId': id }).toArray();
+    const audits = audited.length;
+    const runs = authRuns.get(authorizationWorkflowId(id)) ?? { total: 0 };
     const expected = EXPECTED_STATE[key.payload.schemaId as SchemaId];
     const label = `callback key ${key.payload.userId}/${key.payload.verifierDid}/${key.payload.schemaId}`;
     if (!doc || audits === 0 || runs.total === 0) {
@@ -547,8 +712,10 @@ async function check(sys: System, db: Db, client: Client, load: Load, elapsedMs:
     } else if (sameKey !== 1 || audits !== 1 || runs.total !== 1) {
       callbackDuplicated += 1;
       failures.push(`${label} duplicated: ${sameKey} authorizations, ${audits} audit events, ${runs.total} runs`);
-    } else if (doc.state !== expected || runs.completed !== 1) {
-      failures.push(`${label}: state ${doc.state} (expected ${expected}), completed runs ${runs.completed}`);
+    } else if (doc.state !== expected) {
+      failures.push(`${label}: state ${doc.state} (expected ${expected})`);
+    } else if (!audited[0]!._id.startsWith(`authorization:${id}:`)) {
+      failures.push(`${label}: audit event ${audited[0]!._id} is not keyed authorization:${id}:<receivedAt>`);
     }
   }
   const authorizationCount = await authorizations.countDocuments({});
@@ -566,18 +733,37 @@ async function check(sys: System, db: Db, client: Client, load: Load, elapsedMs:
     failures.push(`${authRuns.size} authorization workflow ids for ${authorizationCount} authorizations`);
   const chain = await auditRepository(db, parseKeyring(sys.config.CAK_AUDIT_KEYS)).verifyChain();
   if (!chain.ok) failures.push(`audit chain broken at seq ${chain.seq} (${chain.eventId}): ${chain.reason}`);
+  if (chain.unsealed > 0) failures.push(`${chain.unsealed} audit events still pending (not sealed)`);
   const inbox = await db.collection('callback_inbox').countDocuments({});
   if (inbox > 0) failures.push(`${inbox} callbacks left in the inbox`);
   const deliveriesLogged = await db.collection('callback_deliveries').countDocuments({});
+
+  // Managed rotation, runbook step 4: after the last rewrap (main, once settled) every stored
+  // package is under the active key, so the old one could be removed.
+  const managed = parseKeyring(loadConfig(sys.env).CAK_MANAGED_KEYS).activeKeyId;
+  if (load.rotations.managed > 0) {
+    const counts = await packageKeyCounts(db, sys.config.GRIDFS_THRESHOLD_BYTES);
+    for (const [kid, count] of Object.entries(counts)) {
+      if (kid !== managed) failures.push(`after the last rewrap, packages under ${kid}: ${JSON.stringify(count)}`);
+    }
+  }
+
+  // Rolling restarts: the proxy always had an instance to send to, and a retry on the other one sufficed.
+  const proxy = sys.proxy!.stats;
+  if (proxy.failed + proxy.noUpstream > 0) {
+    failures.push(
+      `the proxy answered ${proxy.failed} requests 502 (connection failed on both instances) and ${proxy.noUpstream} 503 (no instance up)`,
+    );
+  }
 
   // Plaintext: every collection (GridFS included), every run's full history, and the processes' logs.
   const markers = [load.markerPrefix];
   const dbHits = await scanDatabase(db, markers);
   const { hits: historyHits, runs: scannedRuns } = await scanHistoriesWhere(client, '', markers);
-  const logHits = ['api', 'worker', 'temporal', 'database'].flatMap((name) => {
-    const file = join(sys.paths.dataDir, 'logs', `${name}.log`);
-    return existsSync(file) && findMarkers(readFileSync(file), markers).length > 0 ? [`${name}.log`] : [];
-  });
+  const logsDir = join(sys.paths.dataDir, 'logs');
+  const logHits = readdirSync(logsDir).filter(
+    (name) => findMarkers(readFileSync(join(logsDir, name)), markers).length > 0,
+  );
   const plaintext = dbHits.length + historyHits.length + logHits.length;
   for (const hit of [...dbHits, ...historyHits, ...logHits].slice(0, 20)) failures.push(`plaintext marker in ${hit}`);
   say(`scanned ${scannedRuns} run histories, every collection and the logs for plaintext markers`);
@@ -598,25 +784,53 @@ async function check(sys: System, db: Db, client: Client, load: Load, elapsedMs:
   const maxKb = Math.max(0, ...verdicts.map((v) => v.verdict.maxKb));
 
   const faults = load.faultCounts;
+  const rotations = ROTATIONS.map(
+    (kind) => `${kind}=${load.rotations[kind] < 0 ? 'FAILED' : load.rotations[kind]}`,
+  ).join(' ');
+  const rate = (load.counters.requests / (elapsedMs / 1000)).toFixed(1);
   const line =
-    `soak: ${duration(elapsedMs)} issuances accepted=${accepted.length} stored=${stored} lost=${issuanceLost} duplicated=${issuanceDuplicated}` +
+    `soak: ${duration(elapsedMs)} requests=${load.counters.requests} (${rate}/s)` +
+    ` | issuances accepted=${accepted.length} stored=${stored} lost=${issuanceLost} duplicated=${issuanceDuplicated}` +
     ` | callbacks acked=${load.counters.callbackAcked} keys=${acked.length} authorizations=${authorizationCount} audit-events=${auditCount}` +
     ` lost=${callbackLost} duplicated=${callbackDuplicated}` +
-    ` | chain=${chain.ok ? 'intact' : 'BROKEN'} | plaintext-markers=${plaintext}` +
-    ` | faults worker-kill=${faults['worker-kill']} db-restart=${faults['db-restart']} temporal-restart=${faults['temporal-restart']}` +
+    ` | chain=${chain.ok ? 'intact' : 'BROKEN'} unsealed=${chain.unsealed} | plaintext-markers=${plaintext}` +
+    ` | faults ${FAULTS.map((kind) => `${kind}=${faults[kind]}`).join(' ')}` +
     (sys.workerUnexpectedExits > 0 ? ` worker-exits=${sys.workerUnexpectedExits}` : '') +
+    ` | rotations ${rotations} | api-restarts=${sys.apiRestarts}` +
+    ` proxy-retried=${sys.proxy?.stats.retried ?? 0} proxy-no-upstream=${sys.proxy?.stats.noUpstream ?? 0}` +
+    ` proxy-failed=${sys.proxy?.stats.failed ?? 0}` +
+    (sys.apiUnexpectedExits > 0 ? ` api-exits=${sys.apiUnexpectedExits}` : '') +
     ` | worker-rss start=${mb(last?.baselineKb ?? 0)} end=${mb(last?.endKb ?? 0)} max=${mb(maxKb)} growth=${growth}` +
     ` (incarnations=${sys.incarnations.length} judged=${judged.length})`;
   say(
     `requests=${load.counters.requests} issuance-posts=${load.counters.issuancePosts} retries=${load.counters.issuanceRetries} ` +
       `replays=${load.counters.issuanceReplays} callback-deliveries=${load.counters.deliveries} attempts=${load.counters.callbackAttempts} ` +
-      `duplicate-copies-not-acked=${load.counters.callbackDuplicateNotAcked} deliveries-logged=${deliveriesLogged}`,
+      `duplicate-copies-not-acked=${load.counters.callbackDuplicateNotAcked} deliveries-logged=${deliveriesLogged} ` +
+      `reads=${load.counters.reads} reads-unavailable=${load.counters.readsUnavailable} proxy-requests=${sys.proxy?.stats.requests}`,
   );
   return { failures, line };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Main
+
+/**
+ * The soak's own copy of config/schemas.yaml, every callback route's access window set longer than
+ * the whole soak: a delivery after the window is a new consent by design, and the checks count one
+ * authorization run and one audit event per acknowledged key.
+ */
+function soakRegistry(dataDir: string): string {
+  const registry = parseYaml(readFileSync('config/schemas.yaml', 'utf8')) as {
+    schemas: Record<string, { callback?: { accessWindow?: string } }>;
+  };
+  const days = Math.ceil((SETTINGS.minutes + SETTINGS.settleMinutes) / 1440) + 1;
+  for (const schema of Object.values(registry.schemas)) {
+    if (schema.callback) schema.callback.accessWindow = `${days}d`;
+  }
+  const path = join(dataDir, 'schemas.yaml');
+  writeFileSync(path, stringifyYaml(registry));
+  return path;
+}
 
 let cleanupOnce: Promise<void> | undefined;
 
@@ -627,12 +841,8 @@ function cleanup(sys: System | undefined, load: Load | undefined, extra: (() => 
     if (!sys) return;
     sys.stopping = true;
     await stopWorker(sys, 'SIGTERM', 'stopped').catch(() => undefined);
-    if (sys.api && sys.api.exitCode === null) {
-      const gone = new Promise((r) => sys.api!.once('exit', r));
-      sys.api.kill('SIGTERM');
-      await Promise.race([gone, sleep(10_000)]);
-      if (sys.api.exitCode === null) sys.api.kill('SIGKILL');
-    }
+    await Promise.all(sys.apis.map((api) => stopApi(sys, api).catch(() => undefined)));
+    await sys.proxy?.close().catch(() => undefined);
     for (const close of extra) await close().catch(() => undefined);
     await sys.emulator?.close().catch(() => undefined);
     await stopService(sys.paths, 'temporal').catch(() => undefined);
@@ -649,17 +859,20 @@ function cleanup(sys: System | undefined, load: Load | undefined, extra: (() => 
 
 async function main(): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'cak-soak-'));
+  const defaults = loadConfig({});
   const paths: Paths = { dataDir, toolsDir: resolve(process.env.CAK_TOOLS_DIR ?? '.tools') };
   const ports: Ports = {
     temporal: await freePort(),
     ui: await freePort(),
     db: await freePort(),
-    api: await freePort(),
+    proxy: await freePort(),
+    apiA: await freePort(),
+    apiB: await freePort(),
     emulator: await freePort(),
     workerHealth: await freePort(),
     workerMetrics: await freePort(),
   };
-  const apiUrl = `http://127.0.0.1:${ports.api}`;
+  const apiUrl = `http://127.0.0.1:${ports.proxy}`;
   const emulatorUrl = `http://127.0.0.1:${ports.emulator}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -672,8 +885,17 @@ async function main(): Promise<number> {
     MONGODB_URI: `mongodb://127.0.0.1:${ports.db}/`,
     MONGODB_DB: 'cak_soak',
     API_HOST: '127.0.0.1',
-    API_PORT: String(ports.api),
     API_RATE_LIMIT_PER_MINUTE: '100000',
+    PUBLIC_RATE_LIMIT_PER_MINUTE: '100000',
+    API_SHUTDOWN_GRACE_MS: '10000',
+    API_METRICS_PORT: '0', // two instances: each its own free metrics port
+    SCHEMA_REGISTRY_PATH: soakRegistry(dataDir),
+    // explicit, so that the rotations have something to rotate from (the same dev values as the defaults)
+    CAK_CODEC_KEYS: defaults.CAK_CODEC_KEYS,
+    CAK_MANAGED_KEYS: defaults.CAK_MANAGED_KEYS,
+    CALLBACK_SECRETS: defaults.CALLBACK_SECRETS,
+    PARTNER_SIGNING_KEYS: JSON.stringify([devPartnerJwk(defaults.PARTNER_ID)]),
+    PARTNER_TOKEN_TTL_SECONDS: '30', // the partner rotation waits this out before removing the old key
     AIR_PLATFORM_URL: emulatorUrl,
     EMULATOR_ENABLED: 'false',
     EMULATOR_HOST: '127.0.0.1',
@@ -692,6 +914,13 @@ async function main(): Promise<number> {
     config,
     env,
     apiUrl,
+    apis: [
+      { name: 'api-a', port: ports.apiA, expectedExit: false },
+      { name: 'api-b', port: ports.apiB, expectedExit: false },
+    ],
+    apiRestarts: 0,
+    apiUnexpectedExits: 0,
+    violations: [],
     incarnations: [],
     workerUnexpectedExits: 0,
     workerExpectedExit: false,
@@ -712,12 +941,15 @@ async function main(): Promise<number> {
       callbackAcked: 0,
       callbackDuplicateNotAcked: 0,
       deliveries: 0,
+      reads: 0,
+      readsUnavailable: 0,
     },
-    violations: [],
+    violations: sys.violations,
     tasks: new Set(),
     stopNew: new AbortController(),
     hardStop: new AbortController(),
-    faultCounts: { 'worker-kill': 0, 'db-restart': 0, 'temporal-restart': 0 },
+    faultCounts: { 'worker-kill': 0, 'db-restart': 0, 'temporal-restart': 0, 'api-rolling-restart': 0 },
+    rotations: { codec: 0, managed: 0, callback: 0, partner: 0 },
   };
   // many concurrent waits (and the dispatcher's backoffs) listen on these two
   setMaxListeners(0, load.stopNew.signal, load.hardStop.signal);
@@ -739,17 +971,22 @@ async function main(): Promise<number> {
     );
     await startTemporal(paths, { port: ports.temporal, uiPort: ports.ui, namespace: 'default' }, say);
     await startDatabase(paths, { port: ports.db }, say);
-    sys.api = spawnChild(sys, 'api', API_ENTRY);
-    await waitHttpOk(`${apiUrl}/healthz`, 'api', 60_000, sys.api);
+    sys.proxy = await startProxy({
+      port: ports.proxy,
+      upstreams: sys.apis.map((api) => ({ name: api.name, port: api.port })),
+      checkEveryMs: 100,
+    });
+    await Promise.all(sys.apis.map((api) => startApi(sys, api)));
     sys.emulator = await startEmulator(config, { port: ports.emulator, jwksUrl: `${apiUrl}/.well-known/jwks.json` });
     await startWorker(sys);
-    await waitHttpOk(`${apiUrl}/readyz`, 'api readiness', 60_000, sys.api);
     rssTimer = setInterval(() => sampleRss(sys), SETTINGS.rssEveryMs);
 
     const mongo = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 2_000 });
     closers.push(() => mongo.close());
     const db = mongo.db(config.MONGODB_DB);
-    const dispatcher = createDispatcher({
+    // the dispatcher reads `secret` at every attempt: the callback rotation switches it here, as the
+    // platform does (it signs every attempt afresh, retries of older deliveries included)
+    const dispatcherOptions: DispatcherOptions = {
       scheme: 'standard-webhooks',
       secret: parseSecrets(config.CALLBACK_SECRETS)[0]!,
       timeoutMs: 15_000,
@@ -760,7 +997,10 @@ async function main(): Promise<number> {
         load.counters.requests += 1;
         load.counters.callbackAttempts += 1;
       },
-    });
+    };
+    const dispatcher = createDispatcher(dispatcherOptions);
+    const background: Promise<unknown>[] = [];
+    const deploy = deployment(sys, dispatcherOptions, background);
 
     // --- load and faults
     const loadMs = SETTINGS.minutes * 60_000;
@@ -768,6 +1008,10 @@ async function main(): Promise<number> {
     const loadEnd = loadStart + loadMs;
     const stopNew = load.stopNew.signal;
     const capReached = () => load.counters.requests >= SETTINGS.maxRequests;
+    const every = (perSecond: number) => (1000 / perSecond) * rand(0.7, 1.3);
+    // one rotation each at 20, 40, 60 and 80 % of the run; the load goes on until all are done
+    const plan = ROTATIONS.map((kind, i) => ({ kind, at: loadStart + (loadMs * (i + 1)) / (ROTATIONS.length + 1) }));
+    const rotationsDone = () => ROTATIONS.every((kind) => load.rotations[kind] !== 0); // done or failed
     const inFlightPosts = new Set<Promise<void>>();
 
     const issuanceLoop = (async () => {
@@ -785,7 +1029,10 @@ async function main(): Promise<number> {
           };
           const spec: IssuanceSpec = { ...partial, body: issuanceBody(load, partial) };
           load.specs.push(spec);
-          const post = postIssuance(sys, load, spec, false).then(async () => {
+          const post = postIssuance(sys, load, spec, false);
+          inFlightPosts.add(post);
+          void post.finally(() => inFlightPosts.delete(post));
+          const replay = post.then(async () => {
             // some clients repeat a request they already got an answer for
             if (spec.acceptedId && Math.random() < 0.2 && !stopNew.aborted) {
               await sleep(rand(1_000, 30_000), stopNew);
@@ -793,11 +1040,9 @@ async function main(): Promise<number> {
               await postIssuance(sys, load, spec, true);
             }
           });
-          inFlightPosts.add(post);
-          track(load, post);
-          void post.finally(() => inFlightPosts.delete(post));
+          track(load, replay);
         }
-        await sleep(SETTINGS.issuanceEveryMs * rand(0.7, 1.3), stopNew);
+        await sleep(every(SETTINGS.issuancesPerSecond), stopNew);
       }
     })();
 
@@ -809,22 +1054,46 @@ async function main(): Promise<number> {
           await refreshStored(db, load).catch(() => undefined); // the database may be down: next time
         }
         newCallbackKey(sys, load, dispatcher);
-        await sleep(SETTINGS.callbackKeyEveryMs * rand(0.7, 1.3), stopNew);
+        await sleep(every(SETTINGS.callbacksPerSecond), stopNew);
       }
     })();
 
-    const faultLoop = (async () => {
+    const readLoop = (async () => {
       while (!stopNew.aborted) {
-        await sleep(rand(SETTINGS.faultMinSeconds, SETTINGS.faultMaxSeconds) * 1000, stopNew);
+        track(load, read(sys, load));
+        await sleep(every(SETTINGS.readsPerSecond), stopNew);
+      }
+    })();
+
+    // faults and rotations, one at a time: a rotation when its time has come, else a random fault
+    const faultLoop = (async () => {
+      const nextFault = () => Date.now() + rand(SETTINGS.faultMinSeconds, SETTINGS.faultMaxSeconds) * 1000;
+      let faultAt = nextFault();
+      while (!stopNew.aborted) {
+        const rotation = plan.find((r) => load.rotations[r.kind] === 0);
+        await sleep(Math.max(0, Math.min(faultAt, rotation?.at ?? Infinity) - Date.now()), stopNew);
         if (stopNew.aborted) break;
-        const kind = pick(FAULTS);
-        load.faultCounts[kind] += 1;
-        await injectFault(sys, kind);
+        try {
+          if (rotation && rotation.at <= Date.now()) {
+            say(`rotation: ${rotation.kind} keys`);
+            await rotate(rotation.kind, deploy, config.PARTNER_ID);
+            load.rotations[rotation.kind] += 1;
+            say(`rotation: ${rotation.kind} done`);
+          } else {
+            const kind = pick(FAULTS);
+            load.faultCounts[kind] += 1;
+            await injectFault(sys, kind);
+            faultAt = nextFault();
+          }
+        } catch (err) {
+          sys.violations.push(`fault or rotation failed: ${err instanceof Error ? err.message : String(err)}`);
+          if (rotation) load.rotations[rotation.kind] = -1; // not retried: reported as failed
+        }
       }
     })();
 
     let lastProgress = Date.now();
-    while (Date.now() < loadEnd && !capReached()) {
+    while ((Date.now() < loadEnd || !rotationsDone()) && !capReached()) {
       await sleep(1_000);
       if (Date.now() - lastProgress >= 30_000) {
         lastProgress = Date.now();
@@ -832,7 +1101,8 @@ async function main(): Promise<number> {
         say(
           `progress: issuances ${load.specs.filter((s) => s.acceptedId).length}/${load.specs.length} accepted, ` +
             `${load.specs.filter((s) => s.stored).length} stored; callback keys ${load.keys.size}, acked ${load.counters.callbackAcked}; ` +
-            `requests ${load.counters.requests}; in flight ${load.tasks.size}; worker #${inc?.n} rss ${mb(inc?.samples[inc.samples.length - 1]?.kb ?? 0)}`,
+            `requests ${load.counters.requests}; in flight ${load.tasks.size}; api restarts ${sys.apiRestarts}; ` +
+            `rotations ${ROTATIONS.filter((k) => load.rotations[k] > 0).join(',') || 'none'}; worker #${inc?.n} rss ${mb(inc?.samples[inc.samples.length - 1]?.kb ?? 0)}`,
         );
       }
     }
@@ -841,8 +1111,9 @@ async function main(): Promise<number> {
       `load stops (${capReached() ? 'request cap' : 'time'}); waiting for the fault in progress and in-flight requests`,
     );
     load.stopNew.abort();
-    await Promise.all([issuanceLoop, callbackLoop, faultLoop]);
+    await Promise.all([issuanceLoop, callbackLoop, readLoop, faultLoop]);
     if (!sys.worker) await startWorker(sys); // final state: everything up
+    const final = loadConfig(sys.env); // after the rotations: both codec keys decode the histories
 
     // --- settle (bounded)
     const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -850,7 +1121,7 @@ async function main(): Promise<number> {
     const client = new Client({
       connection,
       namespace: config.TEMPORAL_NAMESPACE,
-      dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)),
+      dataConverter: dataConverterFor(parseKeyring(final.CAK_CODEC_KEYS)),
     });
     const settleDeadline = Date.now() + SETTINGS.settleMinutes * 60_000;
     let waitingFor: string | undefined = 'start';
@@ -872,6 +1143,10 @@ async function main(): Promise<number> {
     sampleRss(sys);
     say(waitingFor === undefined ? 'settled' : `NOT settled after ${SETTINGS.settleMinutes} min: ${waitingFor}`);
 
+    // the managed rotation's last step: once its first rewrap is over, rewrap what was in flight then
+    if (background.length > 0) say('waiting for the rewrap started by the managed rotation');
+    await Promise.all(background);
+    if (load.rotations.managed > 0) await rewrap(deploy);
     const report = await check(sys, db, client, load, elapsedMs);
     if (waitingFor !== undefined)
       report.failures.unshift(`did not settle within ${SETTINGS.settleMinutes} min: ${waitingFor}`);
