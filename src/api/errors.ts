@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { AppError } from '../domain/errors';
 import type { Logger } from '../observability/logger';
+import { isDatabaseUnavailable } from '../storage/mongo';
 
 /** What a body reader (body-parser / raw-body, or a zlib stream under them) attaches to its errors. */
 interface FramingError {
@@ -77,6 +78,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (err instanceof AppError) return send(err.status, err.code, err.message, err.details);
     const framing = framingError(err);
     if (framing) return send(framing.status, framing.code, framing.message, framing.details);
+    if (isDatabaseUnavailable(err)) {
+      log.warn({ err: (err as Error).message }, 'database unavailable');
+      res.setHeader('Retry-After', '5');
+      return send(503, 'UNAVAILABLE', 'the database is unavailable; retry shortly');
+    }
     log.error({ err }, 'unhandled error');
     send(500, 'INTERNAL', 'internal error');
   };

@@ -313,7 +313,8 @@ export function issuanceIntake(deps: IntakeDeps) {
         upload?.linked(request);
         await start(doc, request);
       } catch (err) {
-        await staging.shred(issuanceId).catch(() => undefined);
+        // The staging stays: a start that timed out may have started the run, which reads it, and a
+        // retry with the same key re-stages over it. An abandoned attempt's staging expires with its TTL.
         throw new AppError(
           'UNAVAILABLE',
           'the issuance could not be started; retry with the same Idempotency-Key',

@@ -1,4 +1,11 @@
-import { MongoClient, type Collection, type Db, type Document } from 'mongodb';
+import {
+  MongoClient,
+  MongoNetworkError,
+  MongoServerSelectionError,
+  type Collection,
+  type Db,
+  type Document,
+} from 'mongodb';
 
 export interface Database {
   client: MongoClient;
@@ -18,6 +25,11 @@ export async function connectDatabase(uri: string, dbName: string): Promise<Data
   });
   await client.connect();
   return { client, db: client.db(dbName), close: () => client.close() };
+}
+
+/** The database is down or unreachable (as opposed to refusing a query): worth a 503 and a retry. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  return err instanceof MongoServerSelectionError || err instanceof MongoNetworkError;
 }
 
 export async function pingDatabase(db: Db, timeoutMs = 2_000): Promise<void> {

@@ -636,3 +636,27 @@ describe('/readyz', () => {
     expect(warnings).toEqual([{ dependency: 'database', err: expect.stringContaining('ECONNREFUSED') as unknown }]);
   });
 });
+
+describe('a database outage', () => {
+  it('is a 503 UNAVAILABLE with Retry-After, not a 500', async () => {
+    const { MongoClient } = await import('mongodb');
+    const { default: express } = await import('express');
+    const { errorHandler } = await import('../../src/api/errors');
+    const { createLogger } = await import('../../src/observability/logger');
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const client = new MongoClient(`mongodb://127.0.0.1:${port}`, { serverSelectionTimeoutMS: 200 });
+    const app = express();
+    app.get('/x', async (_req, _res, next) => {
+      await client.db('x').command({ ping: 1 }).catch(next);
+    });
+    app.use(errorHandler(createLogger({ level: 'silent', name: 'test' })));
+    const res = await request(app).get('/x');
+    await client.close();
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('5');
+    expect(res.body.error.code).toBe('UNAVAILABLE');
+  });
+});
