@@ -1009,8 +1009,11 @@ async function main(): Promise<number> {
     const stopNew = load.stopNew.signal;
     const capReached = () => load.counters.requests >= SETTINGS.maxRequests;
     const every = (perSecond: number) => (1000 / perSecond) * rand(0.7, 1.3);
-    // one rotation each at 20, 40, 60 and 80 % of the run; the load goes on until all are done
-    const plan = ROTATIONS.map((kind, i) => ({ kind, at: loadStart + (loadMs * (i + 1)) / (ROTATIONS.length + 1) }));
+    // One rotation each at 10, 20, 30 and 40 % of the run; the load goes on until all are done. Three
+    // of them restart the worker, so they come first and the worker is not killed in the last 60 %:
+    // its last life is long enough for the memory rule to judge it.
+    const plan = ROTATIONS.map((kind, i) => ({ kind, at: loadStart + (loadMs * (i + 1)) / 10 }));
+    const quietWorkerFrom = loadStart + loadMs * 0.4;
     const rotationsDone = () => ROTATIONS.every((kind) => load.rotations[kind] !== 0); // done or failed
     const inFlightPosts = new Set<Promise<void>>();
 
@@ -1080,7 +1083,9 @@ async function main(): Promise<number> {
             load.rotations[rotation.kind] += 1;
             say(`rotation: ${rotation.kind} done`);
           } else {
-            const kind = pick(FAULTS);
+            const kind = pick(
+              Date.now() >= quietWorkerFrom && rotationsDone() ? FAULTS.filter((f) => f !== 'worker-kill') : FAULTS,
+            );
             load.faultCounts[kind] += 1;
             await injectFault(sys, kind);
             faultAt = nextFault();

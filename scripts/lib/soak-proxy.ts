@@ -3,7 +3,8 @@
  * docs/operations.md "Rolling restart of the API" asks of a proxy: it checks `GET /readyz` on every
  * instance every `checkEveryMs` and sends requests to the instances that last answered 200 (round
  * robin); it retries a request once on another instance when the connection fails before any answer
- * (refused or reset); idle upstream connections are kept for less than the API's 5 s keep-alive.
+ * (refused or reset), and at once on a fresh connection when a reused idle one was closed under it;
+ * idle upstream connections are kept for less than the API's 5 s keep-alive.
  *
  * While Temporal or the database is down every instance answers 503 without draining; the proxy
  * then falls back to those (they still answer: callbacks go to the inbox), never to one that is
@@ -88,8 +89,12 @@ export async function startProxy(options: {
     return candidates[turn % Math.max(1, candidates.length)];
   };
 
-  /** Forwards once; resolves true when an answer came (and was piped), false on a connection error before it. */
-  const forward = (upstream: Upstream, req: IncomingMessage, body: Buffer, res: ServerResponse) =>
+  /**
+   * Forwards once; resolves true when an answer came (and was piped), false on a connection error
+   * before it. A kept-alive socket the instance closed as we reused it (its idle timeout, or its
+   * drain) fails with nothing sent: that one is retried at once on a fresh connection, as nginx does.
+   */
+  const forward = (upstream: Upstream, req: IncomingMessage, body: Buffer, res: ServerResponse, fresh = false) =>
     new Promise<boolean>((done) => {
       const out = request(
         {
@@ -98,7 +103,7 @@ export async function startProxy(options: {
           method: req.method,
           path: req.url,
           headers: { ...req.headers, 'content-length': String(body.length) },
-          agent,
+          agent: fresh ? false : agent,
         },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
@@ -107,7 +112,10 @@ export async function startProxy(options: {
           done(true);
         },
       );
-      out.on('error', () => done(false));
+      out.on('error', () => {
+        if (out.reusedSocket && !fresh) forward(upstream, req, body, res, true).then(done, () => done(false));
+        else done(false);
+      });
       out.end(body);
     });
 
