@@ -107,7 +107,6 @@ export async function run(): Promise<BenchResult[]> {
         cakKeyFingerprint: cakKeyFingerprint(config.ID_HMAC_SECRET, body(userId).cakPublicKey),
         items,
         status: 'accepted',
-        intake: 'started',
         steps: {
           issue: { state: 'completed' },
           encrypt: { state: 'pending' },

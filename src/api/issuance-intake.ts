@@ -1,4 +1,4 @@
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { TypedSearchAttributes, WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Db } from 'mongodb';
 import { CryptoError, parsePublicKey } from '../crypto/keys';
@@ -233,6 +233,23 @@ export function issuanceIntake(deps: IntakeDeps) {
     };
   }
 
+  /**
+   * Whether the run of an issuance still `accepted` exists. Asked of Temporal, not recorded by the API:
+   * the worker's activities write the issuance document from the run's first step on, and FerretDB
+   * applies an update as an unisolated read-modify-write, so a second writer could undo theirs.
+   */
+  async function runExists(workflowId: string): Promise<boolean> {
+    try {
+      await deps.temporal.workflow.getHandle(workflowId).describe();
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw new AppError('UNAVAILABLE', 'the issuance could not be checked; retry with the same Idempotency-Key', 503, {
+        cause: err instanceof Error ? err.name : 'unknown',
+      });
+    }
+  }
+
   async function start(doc: IssuanceDoc, request: IssuanceRequest): Promise<void> {
     const input: IssuanceInput = {
       issuanceId: doc._id,
@@ -290,7 +307,6 @@ export function issuanceIntake(deps: IntakeDeps) {
           : {}),
         items: items.map((i) => i.descriptor),
         status: 'accepted',
-        intake: 'received',
         steps: {
           issue: { state: 'pending' },
           encrypt: { state: 'pending' },
@@ -305,8 +321,8 @@ export function issuanceIntake(deps: IntakeDeps) {
         if (doc.fingerprint !== candidate.fingerprint) {
           throw new AppError('IDEMPOTENCY_KEY_REUSED', 'this Idempotency-Key was used with a different request', 409);
         }
-        if (doc.intake === 'started') return { doc, replayed: true };
-        // An earlier attempt with this key stopped before the workflow start was acknowledged: finish it.
+        if (doc.status !== 'accepted' || (await runExists(doc.workflowId))) return { doc, replayed: true };
+        // An earlier attempt with this key stopped before its run started: finish it.
       }
       try {
         await stage(issuanceId, request, items);
@@ -324,8 +340,7 @@ export function issuanceIntake(deps: IntakeDeps) {
           },
         );
       }
-      await issuances.markStarted(issuanceId);
-      return { doc: { ...doc, intake: 'started' }, replayed: !created };
+      return { doc, replayed: !created };
     },
     upload,
     get: (issuanceId: string) => issuances.get(issuanceId),

@@ -34,12 +34,18 @@ export interface IssuanceDoc {
   items: ItemDescriptor[];
   status: IssuanceStatus;
   /** `accepted` once staged; `started` once the workflow start was acknowledged. */
-  intake: 'received' | 'started';
   steps: Record<IssuanceStep, StepDoc>;
   version?: number;
   error?: { type: string; message: string };
   createdAt: Date;
   updatedAt: Date;
+}
+
+/** What `list` filters on. */
+export interface IssuanceListFilter {
+  status?: IssuanceStatus;
+  userId?: string;
+  schemaId?: string;
 }
 
 export function issuancesRepository(db: Db) {
@@ -62,11 +68,19 @@ export function issuancesRepository(db: Db) {
 
     get: (issuanceId: string) => issuances.findOne({ _id: issuanceId }),
 
-    countByStatus: () => countByField(issuances, 'status'),
+    /** Oldest update first, filtered in the query (every field given must match). */
+    list: (filter: IssuanceListFilter, limit = 100) =>
+      issuances
+        .find({
+          ...(filter.status !== undefined ? { status: filter.status } : {}),
+          ...(filter.userId !== undefined ? { userId: filter.userId } : {}),
+          ...(filter.schemaId !== undefined ? { schemaId: filter.schemaId } : {}),
+        })
+        .sort({ updatedAt: 1 })
+        .limit(limit)
+        .toArray(),
 
-    async markStarted(issuanceId: string): Promise<void> {
-      await issuances.updateOne({ _id: issuanceId }, { $set: { intake: 'started', updatedAt: new Date() } });
-    },
+    countByStatus: () => countByField(issuances, 'status'),
 
     async setStep(
       issuanceId: string,

@@ -161,6 +161,56 @@ describe('issuance end to end (API, worker, Temporal, FerretDB, AIR emulator)', 
     expect(await countWorkflows(system.client, userId)).toBe(1);
   });
 
+  it('a start that fails answers 503 and keeps the staging; the retry with the same key starts the run', async () => {
+    const { Client, Connection } = await import('@temporalio/client');
+    const { default: express } = await import('express');
+    const { createApp } = await import('../../src/api/app');
+    const { issuanceApiDeps } = await import('../../src/api/issuance-wiring');
+    const { createLogger } = await import('../../src/observability/logger');
+    // the same API, but its Temporal is unreachable
+    const unreachable = new Client({ connection: Connection.lazy({ address: '127.0.0.1:9', connectTimeout: 500 }) });
+    const app = express().use(
+      createApp({
+        log: createLogger({ level: 'silent', name: 'api' }),
+        probes: { temporal: () => Promise.resolve(), database: () => Promise.resolve() },
+        issuance: issuanceApiDeps(system.config, system.db, unreachable),
+      }),
+    );
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const userId = uniqueId('user');
+    userIds.push(userId);
+    const { json } = body('secp256r1', userId);
+    const key = uniqueId('idem');
+    try {
+      const refused = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/v1/issuances`, {
+        method: 'POST',
+        headers: { ...API_KEY_HEADER, 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(json),
+      });
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('UNAVAILABLE');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await unreachable.connection.close().catch(() => undefined);
+    }
+    const issuance = await system.db.collection('issuances').findOne({ userId });
+    expect(issuance?.status).toBe('accepted');
+    // kept: a start that timed out may have reached Temporal, and its run reads the staging
+    expect(await system.db.collection('staging').countDocuments({ issuanceId: issuance!._id })).toBeGreaterThan(0);
+    expect(await countWorkflows(system.client, userId)).toBe(0);
+
+    const retried = await post(json, key);
+    expect(retried.status).toBe(202);
+    const { issuanceId } = (await retried.json()) as { issuanceId: string };
+    expect(issuanceId).toBe(issuance!._id);
+    expect((await waitForIssuance(system, issuanceId)).status).toBe('completed');
+    expect(await countWorkflows(system.client, userId)).toBe(1);
+    const again = await post(json, key);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(await countWorkflows(system.client, userId)).toBe(1);
+  });
+
   it('adds a version on re-issuance and keeps only the newest RECORD_VERSIONS_KEPT', async () => {
     const userId = uniqueId('user');
     userIds.push(userId);
