@@ -276,7 +276,8 @@ async function stopApi(sys: System, api: ApiInstance): Promise<void> {
   api.expectedExit = true;
   const gone = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
   child.kill('SIGTERM');
-  const limitMs = Number(sys.env.API_SHUTDOWN_GRACE_MS) + 10_000;
+  // the delay, the grace, at most 5 s to close its clients, and a margin
+  const limitMs = Number(sys.env.API_SHUTDOWN_DELAY_MS ?? 0) + Number(sys.env.API_SHUTDOWN_GRACE_MS) + 10_000;
   const code = await Promise.race([gone, sleep(limitMs).then(() => 'timeout' as const)]);
   if (code === 'timeout') {
     if (!sys.stopping) sys.violations.push(`${api.name}: still running ${limitMs / 1000} s after SIGTERM`);
