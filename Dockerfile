@@ -4,31 +4,21 @@
 #
 # Node: 24 LTS ("Krypton", supported to 2028-04-30). Node 20 reached end of life on 2026-04-30.
 # Node 26 became the Active LTS in late October 2026; move to it with `--build-arg NODE_MAJOR=26`
-# once the image passes its checks on it (the native addon builds against the headers and OpenSSL
-# of the Node it runs on, so all three stages must use the same major).
+# once the image passes its checks on it.
 ARG NODE_MAJOR=24
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY native ./native
-# This stage only compiles TypeScript; the addon that ships is built in `deps`.
-RUN CAK_SKIP_NATIVE_BUILD=1 npm ci
+RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS deps
-# A C toolchain for the native EC addon (native/ec_point.c, built by `npm ci` with node-gyp against
-# the headers that ship with node). It stays in this stage; the runtime image gets only the .node file.
-RUN apt-get update \
-  && apt-get install -y --no-install-recommends python3 make g++ \
-  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY native ./native
-# The install never fails for want of the addon (it falls back), but an image should not ship without it.
-RUN npm ci --omit=dev && test -f native/build/Release/cak_ec_point.node
+RUN npm ci --omit=dev
 
 FROM node:${NODE_MAJOR}-bookworm-slim AS runtime
 ENV NODE_ENV=production
@@ -36,7 +26,6 @@ ENV NODE_ENV=production
 ENV API_METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
-COPY --from=deps /app/native/build/Release/cak_ec_point.node ./native/build/Release/cak_ec_point.node
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY config ./config

@@ -10,8 +10,7 @@ import {
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { eciesEncrypt, eciesInternalsForTests, MAX_ITEM_BYTES } from '../src/crypto/ecies';
-import { nativeEcStatus } from '../src/crypto/native-ec';
+import { eciesEncrypt, MAX_ITEM_BYTES } from '../src/crypto/ecies';
 import { CURVES, generateKeyPair, NODE_CURVE, parsePublicKey, type Curve } from '../src/crypto/keys';
 import { interleaved, type BenchResult } from './types';
 
@@ -74,8 +73,7 @@ function interleavedAll<K extends string>(
  * 1 KB encrypts per second over bare ECDH per second. The judged baseline is node:crypto's ECDH
  * class, `ECDH.computeSecret` with a fixed peer point: the API the target refers to ("node:crypto's
  * ECDH returns only the x-coordinate"). `crypto.diffieHellman` with prebuilt KeyObjects is measured
- * in the same alternating rounds and its ratio printed for information only (not judged), as is the
- * rate without the native addon (the x-only fallback, src/crypto/ecies.ts).
+ * in the same alternating rounds and its ratio printed for information only (not judged).
  */
 function smallMessages(curve: Curve): BenchResult {
   const { publicKey: recipientPublic } = generateKeyPair(curve);
@@ -96,24 +94,16 @@ function smallMessages(curve: Curve): BenchResult {
   const ops = interleavedAll(
     {
       ecies: () => eciesEncrypt(key, message),
-      eciesWithoutAddon: () => {
-        eciesInternalsForTests.setAddonEnabled(false);
-        eciesEncrypt(key, message);
-        eciesInternalsForTests.setAddonEnabled(true);
-      },
       computeSecret: () => sender.computeSecret(recipientPublic),
       diffieHellman: () => diffieHellman({ privateKey: senderKeys.privateKey, publicKey: recipientObject }),
     },
     { rounds: 6, roundMs: 250 },
   );
-  const addon = nativeEcStatus();
   return {
     name: `${curve} 1 KB encrypts/s over ECDH ops/s`,
     detail:
-      `ECIES ${ops.ecies.toFixed(0)}/s (native addon: ${addon.available ? 'in use' : `absent, ${addon.reason}`}) ` +
-      `vs ECDH.computeSecret ${ops.computeSecret.toFixed(0)}/s; informational, not judged: ` +
-      `vs diffieHellman(KeyObjects) ${ops.diffieHellman.toFixed(0)}/s ratio ${(ops.ecies / ops.diffieHellman).toFixed(3)}, ` +
-      `without the addon ${ops.eciesWithoutAddon.toFixed(0)}/s ratio ${(ops.eciesWithoutAddon / ops.computeSecret).toFixed(3)}`,
+      `ECIES ${ops.ecies.toFixed(0)}/s vs ECDH.computeSecret ${ops.computeSecret.toFixed(0)}/s; informational, not judged: ` +
+      `vs diffieHellman(KeyObjects) ${ops.diffieHellman.toFixed(0)}/s ratio ${(ops.ecies / ops.diffieHellman).toFixed(3)}`,
     ratio: ops.ecies / ops.computeSecret,
     target: 0.4,
     kind: 'min',

@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { nativeEcStatus } from '../crypto/native-ec';
 
 /**
  * Prometheus metrics, one registry per process (API or worker). Metric names are listed in the
@@ -20,17 +19,6 @@ export function createMetrics(component: 'api' | 'worker'): Metrics {
   const registry = new Registry();
   registry.setDefaultLabels({ component });
   collectDefaultMetrics({ register: registry, prefix: 'cak_' });
-  // Only the worker runs ECIES (the API never does), so only the worker loads and reports the addon.
-  if (component === 'worker') {
-    new Gauge({
-      name: 'cak_native_ec_available',
-      help: '1 when the native EC addon is loaded and passed its self-test, 0 when ECIES runs on the slower fallback',
-      registers: [registry],
-      collect() {
-        this.set(nativeEcStatus().available ? 1 : 0);
-      },
-    });
-  }
   return {
     registry,
     httpRequests: new Counter({

@@ -4,7 +4,6 @@ import { activityDepsFrom, createActivities } from '../activities';
 import type { IssuanceActivityDeps } from '../activities/issuance';
 import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
-import { nativeEcStatus } from '../crypto/native-ec';
 import { loadConfig, type Config } from '../config';
 import { listen } from '../net/listen';
 import { createLogger } from '../observability/logger';
@@ -95,17 +94,7 @@ async function main(): Promise<void> {
   await client.connection.close();
   const health = workerHttp(worker, metrics);
   await listen(health, config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST); // a taken port stops the worker, named
-  const nativeEc = nativeEcStatus();
-  if (!nativeEc.available) {
-    log.warn(
-      { reason: nativeEc.reason },
-      'native EC addon not in use: ECIES runs on node:crypto alone (npm run build:native)',
-    );
-  }
-  log.info(
-    { taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS, nativeEc: nativeEc.available },
-    'worker started',
-  );
+  log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
   await worker.run(); // returns after a shutdown signal once in-flight work has finished or been handed back
   health.close();
   await close();

@@ -164,7 +164,6 @@ describe('worker metrics', () => {
       const ours = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
       expect(ours).toContain('cak_process_resident_memory_bytes');
       expect(ours).toContain('# TYPE cak_activity_failures_total counter');
-      expect(ours).toMatch(/^cak_native_ec_available\{component="worker"\} 1$/m);
       const sdk = await eventually(
         () =>
           fetch(`http://127.0.0.1:${sdkPort}/metrics`).then(
