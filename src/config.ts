@@ -100,6 +100,13 @@ const DEV_SECRETS = new Set([
   DEV_EMULATOR_MASTER_SECRET,
 ]);
 const DEV_SECRET_HASHES = new Set([...DEV_SECRETS].map((s) => createHash('sha256').update(s).digest('hex')));
+/**
+ * Whether `value` is one of the public development secrets or tokens, or the sha256 hex of one (as
+ * API_KEYS and ADMIN_TOKENS hold them): the values production refuses. `npm start` prints only these.
+ */
+export function isDevelopmentSecret(value: string): boolean {
+  return DEV_SECRETS.has(value) || DEV_SECRET_HASHES.has(value);
+}
 /** The dev keyrings' key bytes: refused under any kid, in any of the keyrings. */
 const DEV_KEY_BYTES = [DEV_MANAGED_KEYS, DEV_CODEC_KEYS, DEV_AUDIT_KEYS].flatMap((spec) => [
   ...parseKeyring(spec).keys.values(),

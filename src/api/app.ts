@@ -15,7 +15,7 @@ import { errorHandler, notFound } from './errors';
 import { healthRoutes, type ReadinessProbes } from './health';
 import type { DrainState } from './lifecycle';
 import type { IssuanceIntake } from './issuance-intake';
-import { issuanceRoutes } from './issuances';
+import { issuanceRoutes, type WebUiLink } from './issuances';
 import { jwksRoutes } from './jwks';
 import { openapiRoutes } from './openapi';
 import { partnerTokenRoutes } from './partner-tokens';
@@ -30,6 +30,8 @@ export interface IssuanceApiDeps {
   records: RecordsRepository;
   limits: IssuanceLimits;
   rateLimits: { apiPerMinute: number; publicPerMinute: number };
+  /** the Temporal Web UI the status answer links each run to (TEMPORAL_UI_URL, TEMPORAL_NAMESPACE) */
+  webUi?: WebUiLink;
 }
 
 /** Rate limits beyond the issuance routes' (per minute); defaults are src/config.ts's. */
@@ -109,7 +111,14 @@ export function createApp(deps: AppDeps): Express {
     const clientRoutes = [requireClient(d.clients, failures), perClient];
     app.use('/v1/issuances', ...clientRoutes);
     app.use('/v1/partner-tokens', ...clientRoutes);
-    app.use(issuanceRoutes({ intake: d.intake, records: d.records, limits: d.limits }));
+    app.use(
+      issuanceRoutes({
+        intake: d.intake,
+        records: d.records,
+        limits: d.limits,
+        ...(d.webUi ? { webUi: d.webUi } : {}),
+      }),
+    );
     app.use(partnerTokenRoutes(d.partnerTokens));
   }
   if (deps.authorization) {

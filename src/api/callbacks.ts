@@ -55,6 +55,14 @@ export function loggableMessageId(value: string | undefined): string | undefined
   return /^[A-Za-z0-9._:-]+$/.test(value) ? value.slice(0, 64) : '(invalid)';
 }
 
+/** The header a signature refusal names in its details (`header`, or the missing ones), if any. */
+function signatureHeaderAtFault(err: unknown): string | undefined {
+  if (!(err instanceof AppError) || !err.details) return undefined;
+  const { header, missing } = err.details;
+  if (typeof header === 'string') return header;
+  return Array.isArray(missing) ? missing.filter((m) => typeof m === 'string').join(',') || undefined : undefined;
+}
+
 function isJsonContentType(value: string | undefined): boolean {
   if (!value) return false;
   const [type, ...params] = value.split(';').map((p) => p.trim().toLowerCase());
@@ -142,7 +150,8 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
         if (res.statusCode < 400 || res.statusCode >= 500) return;
         const code = typeof res.locals.errorCode === 'string' ? res.locals.errorCode : undefined;
         const messageId = loggableMessageId(req.get('webhook-id'));
-        deps.log.warn({ status: res.statusCode, code, messageId }, 'callback refused');
+        const header = typeof res.locals.signatureHeader === 'string' ? res.locals.signatureHeader : undefined;
+        deps.log.warn({ status: res.statusCode, code, messageId, ...(header ? { header } : {}) }, 'callback refused');
       });
       next();
     },
@@ -158,7 +167,13 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
     express.raw({ type: () => true, limit: CALLBACK_MAX_BODY_BYTES, inflate: false }),
     async (req, res) => {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      await deps.verifier.verify(raw, req.headers);
+      try {
+        await deps.verifier.verify(raw, req.headers);
+      } catch (err) {
+        // Which signature header was at fault (one of our fixed names, never a value) for the refusal's log line.
+        res.locals.signatureHeader = signatureHeaderAtFault(err);
+        throw err;
+      }
       const json = parseJsonBytes(raw);
       assertSafeJson(json, { maxDepth: 1, maxKeys: 8 });
       const payload = parseCallbackPayload(json);

@@ -26,6 +26,7 @@ export function issuanceApiDeps(config: Config, db: Db, temporal: Client): Issua
       apiPerMinute: config.API_RATE_LIMIT_PER_MINUTE,
       publicPerMinute: config.PUBLIC_RATE_LIMIT_PER_MINUTE,
     },
+    webUi: { url: config.TEMPORAL_UI_URL, namespace: config.TEMPORAL_NAMESPACE },
     intake: issuanceIntake({
       db,
       temporal,

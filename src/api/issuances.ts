@@ -34,6 +34,8 @@ export function issuanceRoutes(deps: {
   intake: IssuanceIntake;
   records: RecordsRepository;
   limits: IssuanceLimits;
+  /** where the status answer links each run: TEMPORAL_UI_URL and TEMPORAL_NAMESPACE (no link without it) */
+  webUi?: WebUiLink;
 }): Router {
   const router = Router();
   const slack = 256 * 1024;
@@ -98,16 +100,32 @@ export function issuanceRoutes(deps: {
     const id = req.params.id;
     const doc = typeof id === 'string' && ISSUANCE_ID_PATTERN.test(id) ? await deps.intake.get(id) : null;
     if (!doc || doc.clientId !== clientId) throw new AppError('ISSUANCE_NOT_FOUND', 'no such issuance', 404);
-    res.set('Cache-Control', 'no-store').json(await describe(doc, deps.records));
+    res.set('Cache-Control', 'no-store').json(await describe(doc, deps.records, deps.webUi));
   });
   return router;
 }
 
-async function describe(doc: IssuanceDoc, records: RecordsRepository) {
+/** The Temporal Web UI's address and the namespace the runs are in. */
+export interface WebUiLink {
+  url: string;
+  namespace: string;
+}
+
+/** The run's page in the Temporal Web UI: `<url>/namespaces/<namespace>/workflows/<workflowId>` (its latest run). */
+export function webUiWorkflowUrl(webUi: WebUiLink, workflowId: string): string {
+  const base = webUi.url.replace(/\/+$/, '');
+  return `${base}/namespaces/${encodeURIComponent(webUi.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
+
+async function describe(doc: IssuanceDoc, records: RecordsRepository, webUi: WebUiLink | undefined) {
   const version = doc.version !== undefined ? await records.versionFor(doc._id) : null;
   return {
     issuanceId: doc._id,
     status: doc.status,
+    // The run: its id (a keyed hash, no personal data) and its page in the Web UI, whose payloads
+    // the UI shows decoded only to an operator signed in to the codec (docs/operations.md).
+    workflowId: doc.workflowId,
+    ...(webUi ? { webUiUrl: webUiWorkflowUrl(webUi, doc.workflowId) } : {}),
     schemaId: doc.schemaId,
     curve: doc.curve,
     keySource: doc.keySource,

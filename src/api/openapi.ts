@@ -173,6 +173,19 @@ const stepState = z.object({
 const issuanceStatus = z.object({
   issuanceId: z.string(),
   status: issuanceAccepted.shape.status,
+  workflowId: z.string().meta({
+    description: 'the Temporal workflow id of the issuance run (`issuance-<keyed hash>`, no personal data)',
+    examples: ['issuance-79wqeCUbk1ECdfhC1NpfCeby'],
+  }),
+  webUiUrl: z
+    .url()
+    .optional()
+    .meta({
+      description:
+        'the run in the Temporal Web UI: `TEMPORAL_UI_URL` + `/namespaces/<TEMPORAL_NAMESPACE>/workflows/<workflowId>`; ' +
+        'its payloads show decoded only to an operator signed in to the codec endpoint (docs/operations.md)',
+      examples: ['http://127.0.0.1:8233/namespaces/default/workflows/issuance-79wqeCUbk1ECdfhC1NpfCeby'],
+    }),
   schemaId: z.string(),
   curve: z.enum(['secp256r1', 'secp256k1']),
   keySource: z.enum(['client', 'platform']),
@@ -517,6 +530,9 @@ export const operations: OperationDoc[] = [
     path: '/v1/issuances/{id}',
     operationId: 'getIssuance',
     summary: 'State of an issuance, per step, and its stored record version',
+    description:
+      'Also names the Temporal run (`workflowId`) and links it in the Web UI (`webUiUrl`), where an operator ' +
+      'signed in to the codec endpoint reads its decoded input (docs/operations.md, "Inspect runs in the Web UI").',
     tags: ['issuance'],
     security: apiKey,
     parameters: [
@@ -612,7 +628,9 @@ export const operations: OperationDoc[] = [
         ],
       },
       '401': {
-        description: 'signature checks',
+        description:
+          'signature checks; the message and `details` (`{header, expected}`) name the header at fault, e.g. a ' +
+          '`webhook-timestamp` in milliseconds (it is Unix seconds)',
         codes: [
           'SIGNATURE_MISSING',
           'SIGNATURE_MALFORMED',
@@ -652,7 +670,16 @@ export const operations: OperationDoc[] = [
         headers: noStore,
       },
       '400': { description: 'invalid query', codes: ['INVALID_FIELD'] },
-      '401': { description: 'no valid Verifier JWT', codes: ['VERIFIER_UNAUTHENTICATED'] },
+      '401': {
+        description:
+          'no valid Verifier JWT. The message and `details` name what is wrong: a header parameter ' +
+          '(`{header: "alg", expected, got}`) or a claim (`{claim, reason, expected, got}`: `iss` not a DID, `sub` not ' +
+          'the `iss`, `aud` not `cak-issuer`, `exp` past, `iat` in the future or too old, `exp - iat` over 600 s, a ' +
+          'claim missing or not a number); these read only the token, never whether its verifierDid is registered. ' +
+          'Past them, a signature that no key registered for the verifierDid verifies is `{check: "signature"}`, ' +
+          'with one message whatever the reason',
+        codes: ['VERIFIER_UNAUTHENTICATED'],
+      },
       '403': {
         description:
           'the access rule refuses (userId, verifierDid, schemaId) now: no grant, an operator revocation, or a closed access window',

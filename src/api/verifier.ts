@@ -1,7 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { Router, type RequestHandler } from 'express';
 import type { Counter } from 'prom-client';
-import { decodeJwt, decodeProtectedHeader, importJWK, jwtVerify } from 'jose';
+import {
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  importJWK,
+  jwtVerify,
+  UnsecuredJWT,
+  type JWTPayload,
+} from 'jose';
 import { z } from 'zod';
 import { AuditEventType, type AuditEventTypeName } from '../domain/authorization';
 import { PACKAGE_URL_PURPOSE, signPackageToken, verifyPackageToken } from '../domain/authorization-url';
@@ -25,6 +33,11 @@ import { applyLimit, refuse, type AuthFailureThrottle } from './auth';
  * Verifier JWT (our choice; the platform documents none): ES256, `iss` = `sub` = the verifierDid,
  * `aud` = "cak-issuer", `exp` at most 10 minutes after `iat`, signed with a key an operator
  * registered for that DID (PUT /v1/admin/verifiers/keys); `kid` picks the key when given.
+ * A refused JWT (401 VERIFIER_UNAUTHENTICATED) is told which claim or header parameter is at fault,
+ * with `details` `{claim|header, reason, expected, got}`; those checks read only the token, so their
+ * answers are the same for registered and unregistered verifierDids. A token that passes them but
+ * whose signature no registered key verifies gets one message, whatever the reason (no such DID, no
+ * such kid, another key), as before.
  * Every answer is an audit event: each grant on its own, denials in aggregate (`DeniedAccessLog`:
  * one `verifier.denied` event per verifierDid, reason and minute, with a count), so a Verifier
  * hammering a closed door cannot flood the chain. Both routes ask one rule, `isAccessAllowed`
@@ -33,7 +46,8 @@ import { applyLimit, refuse, type AuthFailureThrottle } from './auth';
  */
 
 export const VERIFIER_TOKEN_AUDIENCE = 'cak-issuer';
-const MAX_TOKEN_LIFETIME_SECONDS = 600;
+export const VERIFIER_TOKEN_ALG = 'ES256';
+export const MAX_TOKEN_LIFETIME_SECONDS = 600;
 
 export interface CurrentData {
   recordId: string;
@@ -147,6 +161,161 @@ export const dataQuery = z.strictObject({
   schemaId: callbackPayloadSchema.shape.schemaId,
 });
 
+const unauthenticated = (message: string, details?: Record<string, unknown>) =>
+  new AppError('VERIFIER_UNAUTHENTICATED', message, 401, details);
+
+const CLOCK_TOLERANCE_SECONDS = 30;
+/** The compact header `{"alg":"none"}`: jose's claim checks run on the token's own payload bytes under it. */
+const UNSECURED_HEADER = Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url');
+
+/** What `jwtVerify` checks on the claims (the same options before and after the signature). */
+function verifierClaimOptions(verifierDid: string) {
+  return {
+    algorithms: [VERIFIER_TOKEN_ALG],
+    issuer: verifierDid,
+    subject: verifierDid,
+    audience: VERIFIER_TOKEN_AUDIENCE,
+    requiredClaims: ['exp', 'iat'],
+    maxTokenAge: MAX_TOKEN_LIFETIME_SECONDS,
+    clockTolerance: CLOCK_TOLERANCE_SECONDS,
+  };
+}
+
+/** A claim value as the caller sent it, cut short, for `details.got` (it is the caller's own token). */
+function shown(value: unknown): unknown {
+  if (typeof value === 'string') return value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  if (Array.isArray(value)) return value.slice(0, 5).map(shown);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return value;
+  return value === undefined ? undefined : typeof value;
+}
+
+const isoOf = (seconds: number) => {
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? String(seconds) : date.toISOString().replace('.000Z', 'Z');
+};
+/** NumericDate is seconds; a 13-digit value is almost surely Date.now() in milliseconds. */
+const millisecondsHint = (value: unknown) =>
+  typeof value === 'number' && value > 1e11 ? ' (this looks like milliseconds: NumericDate is Unix seconds)' : '';
+
+/**
+ * Checks everything about a Verifier JWT that does not depend on who it claims to be: it parses,
+ * `alg` is ES256, `iss` is a DID, and jose's claim checks (the very options `jwtVerify` uses, run on
+ * the token's payload by `UnsecuredJWT.decode`) and our lifetime bound pass. Each refusal names the
+ * claim (or header parameter) at fault. These answers are the same whether or not the verifierDid
+ * is registered, so they tell nothing about registrations; the signature is checked afterwards,
+ * with the same options, and its refusal stays one message. Returns the token's verifierDid.
+ */
+function checkTokenAsSent(token: string): string {
+  let alg: unknown;
+  try {
+    alg = decodeProtectedHeader(token).alg;
+  } catch {
+    throw unauthenticated('malformed Verifier JWT: its header (first part) is not base64url JSON', {
+      part: 'header',
+    });
+  }
+  if (alg !== VERIFIER_TOKEN_ALG) {
+    const got = alg === undefined ? 'none' : JSON.stringify(shown(alg));
+    throw unauthenticated(`the JWT header's alg must be ${VERIFIER_TOKEN_ALG}; got ${got}`, {
+      header: 'alg',
+      expected: VERIFIER_TOKEN_ALG,
+      got: shown(alg),
+    });
+  }
+  let payload: JWTPayload;
+  try {
+    payload = decodeJwt(token);
+  } catch {
+    throw unauthenticated('malformed Verifier JWT: its payload (second part) is not a base64url JSON object', {
+      part: 'payload',
+    });
+  }
+  if (payload.iss === undefined) {
+    throw unauthenticated('the JWT has no "iss" claim: it must be the verifierDid', {
+      claim: 'iss',
+      reason: 'missing',
+    });
+  }
+  const did = callbackPayloadSchema.shape.verifierDid.safeParse(payload.iss);
+  if (!did.success) {
+    throw unauthenticated(
+      `the JWT's iss must be the verifierDid (did:<method>:<id>); got ${JSON.stringify(shown(payload.iss))}`,
+      {
+        claim: 'iss',
+        reason: 'invalid',
+        expected: 'a DID',
+        got: shown(payload.iss),
+      },
+    );
+  }
+  const verifierDid = did.data;
+  try {
+    UnsecuredJWT.decode(`${UNSECURED_HEADER}.${token.split('.')[1]}.`, verifierClaimOptions(verifierDid));
+  } catch (err) {
+    if (err instanceof joseErrors.JWTClaimValidationFailed || err instanceof joseErrors.JWTExpired) {
+      throw claimRefusal(err.claim, err.reason, payload, verifierDid);
+    }
+    throw unauthenticated('malformed Verifier JWT: its claims set is not a JSON object', { part: 'payload' });
+  }
+  const lifetime = (payload.exp as number) - (payload.iat as number);
+  if (lifetime > MAX_TOKEN_LIFETIME_SECONDS) {
+    throw unauthenticated(
+      `the JWT lives ${lifetime} s (exp - iat); at most ${MAX_TOKEN_LIFETIME_SECONDS} s${millisecondsHint(payload.exp)}`,
+      { claim: 'exp', reason: 'lifetime', expected: `exp - iat <= ${MAX_TOKEN_LIFETIME_SECONDS}`, got: lifetime },
+    );
+  }
+  return verifierDid;
+}
+
+/** jose's claim failure (`claim`, `reason`) as a message and details that say what to fix. */
+function claimRefusal(claim: string, reason: string, payload: JWTPayload, verifierDid: string): AppError {
+  const got = shown(payload[claim]);
+  const now = Math.floor(Date.now() / 1000);
+  const skew = `${CLOCK_TOLERANCE_SECONDS} s of clock skew allowed`;
+  const refusal = (message: string, extra: Record<string, unknown> = {}) =>
+    unauthenticated(message, { claim, reason, ...extra, ...(got === undefined ? {} : { got }) });
+  if (reason === 'missing') {
+    return refusal(`the JWT has no "${claim}" claim (a Verifier JWT needs iss, sub, aud, iat and exp)`);
+  }
+  if (reason === 'invalid') {
+    return refusal(`the JWT's ${claim} must be a number (NumericDate, Unix seconds); got ${JSON.stringify(got)}`, {
+      expected: 'a number',
+    });
+  }
+  switch (claim) {
+    case 'sub':
+      return refusal(`the JWT's sub must equal its iss (${verifierDid}); got ${JSON.stringify(got)}`, {
+        expected: verifierDid,
+      });
+    case 'aud':
+      return refusal(`the JWT's aud must be "${VERIFIER_TOKEN_AUDIENCE}"; got ${JSON.stringify(got)}`, {
+        expected: VERIFIER_TOKEN_AUDIENCE,
+      });
+    case 'exp':
+      return refusal(
+        `the JWT expired: exp ${isoOf(payload.exp as number)} is before now (${isoOf(now)}; ${skew}); sign a fresh one`,
+        { expected: 'a time in the future', now },
+      );
+    case 'nbf':
+      return refusal(
+        `the JWT is not valid yet: nbf ${isoOf(payload.nbf as number)} is after now (${isoOf(now)}; ${skew})`,
+        { expected: 'a time in the past', now },
+      );
+    case 'iat':
+      return (payload.iat as number) > now
+        ? refusal(
+            `the JWT's iat ${isoOf(payload.iat as number)} is in the future (now ${isoOf(now)}; ${skew})${millisecondsHint(payload.iat)}`,
+            { expected: 'a time in the past', now },
+          )
+        : refusal(
+            `the JWT was issued at ${isoOf(payload.iat as number)}, more than ${MAX_TOKEN_LIFETIME_SECONDS} s ago; sign a fresh one`,
+            { expected: `at most ${MAX_TOKEN_LIFETIME_SECONDS} s before now`, now },
+          );
+    default:
+      return refusal(`the JWT's ${claim} claim is not accepted`);
+  }
+}
+
 function denied(code: string, message: string): AppError {
   return new AppError(code, message, 403);
 }
@@ -165,47 +334,39 @@ function requireAccess(
 }
 
 function authenticateVerifier(verifiers: VerifiersRepository, failures?: AuthFailureThrottle): RequestHandler {
-  const unauthenticated = (message: string) => new AppError('VERIFIER_UNAUTHENTICATED', message, 401);
   const authenticate: RequestHandler = (req, res, next) => {
     const match = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/.exec(req.get('authorization') ?? '');
     if (!match || match[1]!.length > 4096) {
-      next(unauthenticated('a Verifier bearer JWT is required'));
+      next(
+        unauthenticated(
+          'a Verifier JWT is required: `Authorization: Bearer <header>.<payload>.<signature>` (compact JWS, at most 4096 characters)',
+        ),
+      );
       return;
     }
     const token = match[1]!;
     (async () => {
-      let iss: unknown;
-      let kid: unknown;
-      try {
-        iss = decodeJwt(token).iss;
-        kid = decodeProtectedHeader(token).kid;
-      } catch {
-        throw unauthenticated('malformed Verifier JWT');
-      }
-      const parsedDid = callbackPayloadSchema.shape.verifierDid.safeParse(iss);
-      if (!parsedDid.success) throw unauthenticated('the JWT iss must be the verifierDid');
-      const verifier = await verifiers.get(parsedDid.data);
+      const verifierDid = checkTokenAsSent(token);
+      const verifier = await verifiers.get(verifierDid);
+      const kid = decodeProtectedHeader(token).kid;
       const keys = (verifier?.keys ?? []).filter((k) => kid === undefined || k.kid === kid);
       for (const key of keys) {
         try {
-          const publicKey = await importJWK({ kty: key.kty, crv: key.crv, x: key.x, y: key.y }, 'ES256');
-          const { payload } = await jwtVerify(token, publicKey, {
-            algorithms: ['ES256'],
-            issuer: parsedDid.data,
-            subject: parsedDid.data,
-            audience: VERIFIER_TOKEN_AUDIENCE,
-            requiredClaims: ['exp', 'iat'],
-            maxTokenAge: MAX_TOKEN_LIFETIME_SECONDS,
-            clockTolerance: 30,
-          });
-          if (payload.exp! - payload.iat! > MAX_TOKEN_LIFETIME_SECONDS) throw unauthenticated('JWT lifetime too long');
-          res.locals.verifierDid = parsedDid.data;
+          const publicKey = await importJWK({ kty: key.kty, crv: key.crv, x: key.x, y: key.y }, VERIFIER_TOKEN_ALG);
+          await jwtVerify(token, publicKey, verifierClaimOptions(verifierDid));
+          res.locals.verifierDid = verifierDid;
           return;
         } catch {
           /* try the next registered key */
         }
       }
-      throw unauthenticated('the JWT does not verify with a key registered for this verifierDid');
+      // The same answer for an unregistered verifierDid, an unknown kid and a wrong key: which DIDs
+      // and keys are registered is not told to whoever holds a token.
+      throw unauthenticated(
+        `the JWT signature does not verify with a key registered for this verifierDid (${VERIFIER_TOKEN_ALG}, ` +
+          'with the private half of a public JWK an operator registered for its iss; `kid`, when given, must be that key’s)',
+        { check: 'signature' },
+      );
     })().then(() => next(), next);
   };
   // A refusal counts against the address's failure budget (429 over it); a valid JWT never does.

@@ -29,8 +29,8 @@ export const SignatureErrorCode = {
   KeysUnavailable: 'SIGNATURE_KEYS_UNAVAILABLE',
 } as const;
 
-function fail(code: string, message: string, status = 401): never {
-  throw new AppError(code, message, status);
+function fail(code: string, message: string, status = 401, details?: Record<string, unknown>): never {
+  throw new AppError(code, message, status, details);
 }
 
 function header(headers: IncomingHttpHeaders, name: string): string | undefined {
@@ -38,10 +38,51 @@ function header(headers: IncomingHttpHeaders, name: string): string | undefined 
   return Array.isArray(value) ? undefined : value; // a repeated signature header is refused, not merged
 }
 
-function checkTimestamp(seconds: number, toleranceSeconds: number, now = Date.now()): void {
+/** `where`: the header the signed time came from (and, for a JWS, the protected header's `iat`). */
+function checkTimestamp(
+  seconds: number,
+  toleranceSeconds: number,
+  where: { header: string; field?: string },
+  now = Date.now(),
+): void {
   const nowSeconds = Math.floor(now / 1000);
-  if (nowSeconds - seconds > toleranceSeconds) fail(SignatureErrorCode.Stale, 'signature timestamp is too old');
-  if (seconds - nowSeconds > toleranceSeconds) fail(SignatureErrorCode.Future, 'signature timestamp is in the future');
+  const name = where.field ? `${where.header} ${where.field}` : where.header;
+  const details = { ...where, got: seconds, now: nowSeconds, toleranceSeconds };
+  if (nowSeconds - seconds > toleranceSeconds) {
+    fail(
+      SignatureErrorCode.Stale,
+      `signature timestamp is too old: ${name} ${seconds} is ${nowSeconds - seconds} s before now (${nowSeconds}); ` +
+        `at most ${toleranceSeconds} s of skew is accepted (a retry must be signed afresh)`,
+      401,
+      details,
+    );
+  }
+  if (seconds - nowSeconds > toleranceSeconds) {
+    fail(
+      SignatureErrorCode.Future,
+      `signature timestamp is in the future: ${name} ${seconds} is ${seconds - nowSeconds} s after now (${nowSeconds}); ` +
+        `at most ${toleranceSeconds} s of skew is accepted (check the sender's clock)`,
+      401,
+      details,
+    );
+  }
+}
+
+/**
+ * What is wrong with a `webhook-timestamp` that is not Unix seconds (at most 12 digits), or undefined.
+ * A 13-digit value is almost surely `Date.now()`: milliseconds.
+ */
+export function webhookTimestampProblem(value: string, now = Date.now()): string | undefined {
+  if (WEBHOOK_TIMESTAMP.test(value)) return undefined;
+  const example = Math.floor(now / 1000);
+  if (/^\d{13}$/.test(value)) {
+    return (
+      `webhook-timestamp must be Unix seconds; ${value} has 13 digits and looks like milliseconds ` +
+      `(send ${value.slice(0, -3)}, i.e. Math.floor(Date.now() / 1000); now is ${example})`
+    );
+  }
+  if (/^\d+$/.test(value)) return `webhook-timestamp must be Unix seconds (at most 12 digits; now is ${example})`;
+  return `webhook-timestamp must be Unix seconds in decimal digits only, e.g. ${example}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -95,10 +136,38 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
     const id = header(headers, 'webhook-id');
     const timestamp = header(headers, 'webhook-timestamp');
     const signatures = header(headers, 'webhook-signature');
-    if (!id || !timestamp || !signatures)
-      fail(SignatureErrorCode.Missing, 'webhook-id, -timestamp and -signature are required');
-    if (!WEBHOOK_ID.test(id) || !WEBHOOK_TIMESTAMP.test(timestamp) || signatures.length > MAX_SIGNATURE_HEADER) {
-      fail(SignatureErrorCode.Malformed, 'malformed signature headers');
+    if (!id || !timestamp || !signatures) {
+      const missing = [
+        ...(id ? [] : ['webhook-id']),
+        ...(timestamp ? [] : ['webhook-timestamp']),
+        ...(signatures ? [] : ['webhook-signature']),
+      ];
+      fail(
+        SignatureErrorCode.Missing,
+        `missing ${missing.join(', ')}: Standard Webhooks callbacks carry webhook-id, webhook-timestamp and webhook-signature`,
+        401,
+        { missing },
+      );
+    }
+    if (!WEBHOOK_ID.test(id)) {
+      fail(SignatureErrorCode.Malformed, 'webhook-id must be 1-256 printable ASCII characters without spaces', 401, {
+        header: 'webhook-id',
+        expected: '1-256 printable ASCII characters, no spaces',
+      });
+    }
+    const timestampProblem = webhookTimestampProblem(timestamp);
+    if (timestampProblem !== undefined) {
+      fail(SignatureErrorCode.Malformed, timestampProblem, 401, {
+        header: 'webhook-timestamp',
+        expected: 'Unix seconds (decimal, at most 12 digits)',
+        ...(/^\d{1,20}$/.test(timestamp) ? { got: timestamp } : {}),
+      });
+    }
+    if (signatures.length > MAX_SIGNATURE_HEADER) {
+      fail(SignatureErrorCode.Malformed, `webhook-signature is over ${MAX_SIGNATURE_HEADER} characters`, 401, {
+        header: 'webhook-signature',
+        expected: `space-separated v1,<base64> entries, at most ${MAX_SIGNATURE_HEADER} characters`,
+      });
     }
     const seconds = Number(timestamp);
     const passed = signatures
@@ -112,8 +181,18 @@ export class StandardWebhooksVerifier implements CallbackSignatureVerifier {
       // Constant-time per comparison; we keep looping after a match so timing does not tell which secret matched.
       for (const sig of passed) if (sig.length === expected.length && timingSafeEqual(sig, expected)) matched = true;
     }
-    if (!matched) fail(SignatureErrorCode.Invalid, 'no matching signature');
-    checkTimestamp(seconds, this.toleranceSeconds);
+    if (!matched) {
+      fail(
+        SignatureErrorCode.Invalid,
+        passed.length === 0
+          ? 'webhook-signature has no v1 entry: expected space-separated `v1,<base64 HMAC-SHA256>` entries'
+          : 'no v1 signature matches: each must be base64 HMAC-SHA256, under a configured secret, of ' +
+              '`<webhook-id>.<webhook-timestamp>.` followed by the exact body bytes',
+        401,
+        { header: 'webhook-signature' },
+      );
+    }
+    checkTimestamp(seconds, this.toleranceSeconds, { header: 'webhook-timestamp' });
   }
 }
 
@@ -161,9 +240,26 @@ export class JwsEs256Verifier implements CallbackSignatureVerifier {
 
   async verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void> {
     const value = header(headers, JWS_SIGNATURE_HEADER);
-    if (!value) fail(SignatureErrorCode.Missing, `${JWS_SIGNATURE_HEADER} is required`);
+    if (!value) {
+      fail(
+        SignatureErrorCode.Missing,
+        `${JWS_SIGNATURE_HEADER} is required (a detached ES256 JWS over the body)`,
+        401,
+        {
+          missing: [JWS_SIGNATURE_HEADER],
+        },
+      );
+    }
     const match = DETACHED_JWS.exec(value);
-    if (!match) fail(SignatureErrorCode.Malformed, `${JWS_SIGNATURE_HEADER} is not a detached compact JWS`);
+    if (!match) {
+      fail(
+        SignatureErrorCode.Malformed,
+        `${JWS_SIGNATURE_HEADER} must be a detached compact JWS: <base64url protected header>..<base64url signature> ` +
+          '(empty payload part)',
+        401,
+        { header: JWS_SIGNATURE_HEADER, expected: '<protected>..<signature>' },
+      );
+    }
     const jws = `${match[1]}.${rawBody.toString('base64url')}.${match[2]}`;
     let iat: unknown;
     try {
@@ -171,15 +267,26 @@ export class JwsEs256Verifier implements CallbackSignatureVerifier {
       iat = protectedHeader.iat;
     } catch (err) {
       if (err instanceof joseErrors.JWKSNoMatchingKey)
-        fail(SignatureErrorCode.UnknownKey, 'no platform key has this kid');
+        fail(SignatureErrorCode.UnknownKey, "no key in the platform's JWKS has this kid", 401, {
+          header: JWS_SIGNATURE_HEADER,
+        });
       if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || isFetchFailure(err)) {
         fail(SignatureErrorCode.KeysUnavailable, 'platform signing keys are unavailable; retry later', 503);
       }
-      fail(SignatureErrorCode.Invalid, 'signature does not verify');
+      fail(
+        SignatureErrorCode.Invalid,
+        'the signature does not verify: an ES256 JWS over the exact body bytes, by a key of the platform JWKS',
+        401,
+        { header: JWS_SIGNATURE_HEADER },
+      );
     }
-    if (typeof iat !== 'number' || !Number.isInteger(iat))
-      fail(SignatureErrorCode.Malformed, 'protected header needs an integer iat');
-    checkTimestamp(iat, this.toleranceSeconds);
+    if (typeof iat !== 'number' || !Number.isInteger(iat)) {
+      fail(SignatureErrorCode.Malformed, 'the JWS protected header needs an integer iat (Unix seconds)', 401, {
+        header: JWS_SIGNATURE_HEADER,
+        expected: 'protected header {alg: ES256, kid, iat}',
+      });
+    }
+    checkTimestamp(iat, this.toleranceSeconds, { header: JWS_SIGNATURE_HEADER, field: 'iat' });
   }
 }
 

@@ -39,6 +39,12 @@ const ADMIN_B = 'admin-b-token-0123456789';
 const CODEC_A = 'codec-a-token-0123456789';
 const CODEC_B = 'codec-b-token-0123456789';
 const LIMIT = 3;
+const DEFAULT_TEST_LIMITS = {
+  verifierPerMinute: LIMIT,
+  adminPerMinute: LIMIT,
+  codecPerMinute: LIMIT,
+  authFailuresPerMinute: LIMIT,
+};
 
 const payload = { userId: 'user-1', verifierDid: 'did:air:id:verifier-1', schemaId: 'kyc-basic' };
 const body = JSON.stringify(payload);
@@ -127,7 +133,7 @@ function app(
       bearerTokens: [CODEC_A, CODEC_B],
       allowedOrigins: [],
     },
-    limits: { verifierPerMinute: LIMIT, adminPerMinute: LIMIT, codecPerMinute: LIMIT, authFailuresPerMinute: LIMIT },
+    limits: DEFAULT_TEST_LIMITS,
     ...overrides,
   });
 }
@@ -564,6 +570,218 @@ describe('codec sign-in answers clearly', () => {
   it('a form without a token is a 400 MISSING_FIELD', async () => {
     const res = await request(app()).post('/codec/session').type('form').send({ other: 'x' });
     expect([res.status, codeOf(res)]).toEqual([400, 'MISSING_FIELD']);
+  });
+});
+
+describe('GET /v1/issuances/:id names the run and links it in the Web UI', () => {
+  const issuanceId = 'iss_AAAAAAAAAAAAAAAAAAAAAAAA';
+  const at = new Date('2026-01-01T00:00:00Z');
+  const doc = {
+    _id: issuanceId,
+    clientId: 'client-a',
+    workflowId: 'issuance-79wqeCUbk1ECdfhC1NpfCeby',
+    status: 'running',
+    schemaId: 'kyc-basic',
+    curve: 'secp256r1',
+    keySource: 'platform',
+    steps: { issue: { state: 'completed', at }, encrypt: { state: 'running' }, store: { state: 'pending' } },
+    createdAt: at,
+    updatedAt: at,
+  };
+  const withIssuance = (webUi?: { url: string; namespace: string }) => {
+    const { issuance } = stubs(new Map(), []);
+    const deps = {
+      ...issuance,
+      intake: { get: (id: string) => Promise.resolve(id === issuanceId ? doc : null) },
+      ...(webUi ? { webUi } : {}),
+    } as unknown as IssuanceApiDeps;
+    return app({ issuance: deps });
+  };
+
+  it('answers workflowId and webUiUrl (TEMPORAL_UI_URL/namespaces/<namespace>/workflows/<workflowId>)', async () => {
+    const res = await request(withIssuance({ url: 'http://127.0.0.1:8233/', namespace: 'cak prod' }))
+      .get(`/v1/issuances/${issuanceId}`)
+      .set('x-api-key', KEY_A);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      issuanceId,
+      status: 'running',
+      workflowId: doc.workflowId,
+      webUiUrl: `http://127.0.0.1:8233/namespaces/cak%20prod/workflows/${doc.workflowId}`,
+    });
+  });
+
+  it('without a Web UI address it still names the run; another client does not see it', async () => {
+    const api = withIssuance();
+    const res = await request(api).get(`/v1/issuances/${issuanceId}`).set('x-api-key', KEY_A);
+    expect(res.body).toMatchObject({ workflowId: doc.workflowId });
+    expect(res.body).not.toHaveProperty('webUiUrl');
+    const other = await request(api).get(`/v1/issuances/${issuanceId}`).set('x-api-key', KEY_B);
+    expect([other.status, codeOf(other)]).toEqual([404, 'ISSUANCE_NOT_FOUND']);
+  });
+});
+
+describe('a refused Verifier JWT says which claim or header is wrong, and nothing about registrations', () => {
+  const REGISTERED = 'did:air:id:v-known';
+  const UNREGISTERED = 'did:air:id:v-unknown';
+  const keys = new Map<string, JWK & { kid: string }>();
+  let signer: KeyLike;
+  let otherSigner: KeyLike;
+  let api: Express;
+  const now = () => Math.floor(Date.now() / 1000);
+
+  beforeAll(async () => {
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    keys.set(REGISTERED, { ...(await exportJWK(pair.publicKey)), kid: 'k1' });
+    signer = pair.privateKey;
+    otherSigner = (await generateKeyPair('ES256')).privateKey;
+    // a generous failure budget: every request below fails authentication from one address
+    api = app({ limits: { ...DEFAULT_TEST_LIMITS, authFailuresPerMinute: 1_000 } }, [], keys);
+  });
+
+  /**
+   * A Verifier JWT with every claim right, then `change` applied to its claims (undefined deletes
+   * one); `change` gets the one `now` the token is built at, so lifetimes do not straddle a second.
+   */
+  const token = (
+    change: Record<string, unknown> | ((t: number) => Record<string, unknown>) = {},
+    options: { did?: string; key?: KeyLike | Uint8Array; alg?: string } = {},
+  ) => {
+    const did = options.did ?? REGISTERED;
+    const t = now();
+    const claims: Record<string, unknown> = {
+      iss: did,
+      sub: did,
+      aud: VERIFIER_TOKEN_AUDIENCE,
+      iat: t,
+      exp: t + 300,
+      ...(typeof change === 'function' ? change(t) : change),
+    };
+    for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];
+    return new SignJWT(claims)
+      .setProtectedHeader({ alg: options.alg ?? 'ES256', kid: 'k1' })
+      .sign(options.key ?? signer);
+  };
+  const answer = async (jwt: string) => {
+    const res = await request(api)
+      .get('/v1/verifier/data?userId=user-1&schemaId=kyc-basic')
+      .set('authorization', `Bearer ${jwt}`);
+    return { status: res.status, ...(res.body as { error: { code: string; message: string; details?: object } }) };
+  };
+
+  it('a correct token still gets through (to the access rule), and one signed by another key does not', async () => {
+    expect((await answer(await token())).error.code).toBe('AUTHORIZATION_REQUIRED');
+    expect(await answer(await token({}, { key: otherSigner }))).toEqual({
+      status: 401,
+      error: {
+        code: 'VERIFIER_UNAUTHENTICATED',
+        message: expect.stringMatching(/^the JWT signature does not verify with a key registered for this verifierDid/),
+        details: { check: 'signature' },
+      },
+    });
+  });
+
+  const cases: [string, () => Promise<string>, RegExp, Record<string, unknown>][] = [
+    [
+      'a wrong aud',
+      () => token({ aud: 'https://issuer.example' }),
+      /the JWT's aud must be "cak-issuer"; got "https:\/\/issuer\.example"/,
+      { claim: 'aud', expected: 'cak-issuer', got: 'https://issuer.example' },
+    ],
+    [
+      'a lifetime over the maximum',
+      () => token((t) => ({ exp: t + 3600 })),
+      /the JWT lives 3600 s \(exp - iat\); at most 600 s$/,
+      { claim: 'exp', reason: 'lifetime', got: 3600 },
+    ],
+    [
+      'an exp in milliseconds',
+      () => token((t) => ({ exp: t * 1000 + 60_000 })),
+      /at most 600 s \(this looks like milliseconds: NumericDate is Unix seconds\)/,
+      { claim: 'exp', reason: 'lifetime' },
+    ],
+    [
+      'an exp in the past',
+      () => token((t) => ({ iat: t - 400, exp: t - 100 })),
+      /the JWT expired: exp \S+Z is before now \(\S+Z; 30 s of clock skew allowed\); sign a fresh one/,
+      { claim: 'exp', reason: 'check_failed', expected: 'a time in the future' },
+    ],
+    [
+      'an iat in the future',
+      () => token((t) => ({ iat: t + 120, exp: t + 300 })),
+      /the JWT's iat \S+Z is in the future/,
+      { claim: 'iat', expected: 'a time in the past' },
+    ],
+    [
+      'an iat too far in the past',
+      () => token((t) => ({ iat: t - 3600, exp: t + 60 })),
+      /the JWT was issued at \S+Z, more than 600 s ago/,
+      { claim: 'iat' },
+    ],
+    [
+      'a sub that is not the iss',
+      () => token({ sub: 'did:air:id:someone-else' }),
+      /the JWT's sub must equal its iss \(did:air:id:v-known\); got "did:air:id:someone-else"/,
+      { claim: 'sub', expected: REGISTERED, got: 'did:air:id:someone-else' },
+    ],
+    [
+      'an iss that is not a DID',
+      () => token({ iss: 'verifier-1' }),
+      /the JWT's iss must be the verifierDid \(did:<method>:<id>\); got "verifier-1"/,
+      { claim: 'iss', got: 'verifier-1' },
+    ],
+    [
+      'no exp claim',
+      () => token({ exp: undefined }),
+      /the JWT has no "exp" claim/,
+      { claim: 'exp', reason: 'missing' },
+    ],
+    [
+      'no aud claim',
+      () => token({ aud: undefined }),
+      /the JWT has no "aud" claim/,
+      { claim: 'aud', reason: 'missing' },
+    ],
+    [
+      'an iat that is not a number',
+      () => token({ iat: 'yesterday' }),
+      /the JWT's iat must be a number \(NumericDate, Unix seconds\); got "yesterday"/,
+      { claim: 'iat', reason: 'invalid' },
+    ],
+    [
+      'an HS256 token',
+      () => token({}, { alg: 'HS256', key: new Uint8Array(32) }),
+      /the JWT header's alg must be ES256; got "HS256"/,
+      { header: 'alg', expected: 'ES256', got: 'HS256' },
+    ],
+  ];
+
+  it.each(cases)('%s: 401 naming it', async (_name, make, message, details) => {
+    expect(await answer(await make())).toEqual({
+      status: 401,
+      error: {
+        code: 'VERIFIER_UNAUTHENTICATED',
+        message: expect.stringMatching(message),
+        details: expect.objectContaining(details),
+      },
+    });
+  });
+
+  it('answers alike for a registered and an unregistered verifierDid', async () => {
+    const both = async (change: Parameters<typeof token>[0], key?: KeyLike) => {
+      const [known, unknown] = [
+        await answer(await token(change, { did: REGISTERED, ...(key ? { key } : {}) })),
+        await answer(await token(change, { did: UNREGISTERED, ...(key ? { key } : {}) })),
+      ];
+      // the DID the caller sent may be echoed (sub's expected value); nothing else may differ
+      expect(JSON.stringify(unknown).replaceAll(UNREGISTERED, REGISTERED)).toBe(JSON.stringify(known));
+      return known;
+    };
+    expect((await both({ aud: 'other' })).error.details).toMatchObject({ claim: 'aud' });
+    expect((await both((t) => ({ exp: t + 3600 }))).error.details).toMatchObject({ claim: 'exp' });
+    expect((await both({ sub: 'did:air:id:x' })).error.details).toMatchObject({ claim: 'sub' });
+    // past the claims: a wrong key for a registered DID and any key for an unregistered one, one answer
+    expect((await both({}, otherSigner)).error.details).toEqual({ check: 'signature' });
   });
 });
 

@@ -99,6 +99,100 @@ describe('refused callbacks in the API log', () => {
     expect(none[0]).not.toHaveProperty('messageId');
   });
 
+  describe('a malformed signature header is named, with the format it must have', () => {
+    const signed = () => signStandardWebhook(DEV_CALLBACK_SECRET, body, { id: 'msg_fmt' });
+    const millis = String(Date.now());
+    const cases: [string, () => Record<string, string>, string, RegExp, Record<string, unknown>][] = [
+      [
+        'a webhook-timestamp in milliseconds (13 digits)',
+        () => ({ ...signed(), 'webhook-timestamp': millis }),
+        'SIGNATURE_MALFORMED',
+        /webhook-timestamp must be Unix seconds; \d{13} has 13 digits and looks like milliseconds \(send \d{10}/,
+        { header: 'webhook-timestamp', got: millis },
+      ],
+      [
+        'a webhook-timestamp that is not digits',
+        () => ({ ...signed(), 'webhook-timestamp': '2025-01-01T00:00:00Z' }),
+        'SIGNATURE_MALFORMED',
+        /webhook-timestamp must be Unix seconds in decimal digits only, e\.g\. \d{10}/,
+        { header: 'webhook-timestamp', expected: expect.stringContaining('Unix seconds') },
+      ],
+      [
+        'a webhook-timestamp of 16 digits (microseconds)',
+        () => ({ ...signed(), 'webhook-timestamp': `${millis}123` }),
+        'SIGNATURE_MALFORMED',
+        /webhook-timestamp must be Unix seconds \(at most 12 digits/,
+        { header: 'webhook-timestamp' },
+      ],
+      [
+        'a webhook-id with a space',
+        () => ({ ...signed(), 'webhook-id': 'msg 1' }),
+        'SIGNATURE_MALFORMED',
+        /webhook-id must be 1-256 printable ASCII characters without spaces/,
+        { header: 'webhook-id' },
+      ],
+      [
+        'a webhook-signature over 4096 characters',
+        () => ({ ...signed(), 'webhook-signature': `v1,${'A'.repeat(4100)}` }),
+        'SIGNATURE_MALFORMED',
+        /webhook-signature is over 4096 characters/,
+        { header: 'webhook-signature' },
+      ],
+      [
+        'no webhook-timestamp',
+        () => {
+          const { 'webhook-timestamp': _dropped, ...rest } = signed();
+          return rest;
+        },
+        'SIGNATURE_MISSING',
+        /^missing webhook-timestamp: Standard Webhooks callbacks carry webhook-id, webhook-timestamp and webhook-signature/,
+        { missing: ['webhook-timestamp'] },
+      ],
+      [
+        'a webhook-signature without a v1 entry',
+        () => ({ ...signed(), 'webhook-signature': 'v2,abc' }),
+        'SIGNATURE_INVALID',
+        /webhook-signature has no v1 entry/,
+        { header: 'webhook-signature' },
+      ],
+      [
+        'a v1 signature that does not match',
+        () => ({ ...signed(), 'webhook-signature': `v1,${Buffer.alloc(32).toString('base64')}` }),
+        'SIGNATURE_INVALID',
+        /no v1 signature matches: .*`<webhook-id>\.<webhook-timestamp>\.` followed by the exact body bytes/,
+        { header: 'webhook-signature' },
+      ],
+      [
+        'a validly signed timestamp 10 minutes old',
+        () =>
+          signStandardWebhook(DEV_CALLBACK_SECRET, body, { id: 'msg_fmt', timestamp: new Date(Date.now() - 600_000) }),
+        'SIGNATURE_TIMESTAMP_STALE',
+        /webhook-timestamp \d+ is 60\d s before now \(\d+\); at most 300 s of skew is accepted/,
+        { header: 'webhook-timestamp', toleranceSeconds: 300 },
+      ],
+    ];
+    it.each(cases)(
+      '%s: a 401 whose message and details name the header',
+      async (_name, headers, code, message, details) => {
+        let answer: { status: number; body: { error?: unknown } } | undefined;
+        const written = await logged(async () => {
+          const res = await post(body, headers());
+          answer = { status: res.status, body: res.body as { error?: unknown } };
+        });
+        expect(answer?.status).toBe(401);
+        expect(answer?.body.error).toEqual({
+          code,
+          message: expect.stringMatching(message),
+          details: expect.objectContaining(details),
+        });
+        // the log line says which header, never the body or its userId
+        const header = 'header' in details ? details.header : (details.missing as string[]).join(',');
+        expect(written).toEqual([expect.objectContaining({ level: 40, msg: 'callback refused', code, header })]);
+        expect(JSON.stringify(written)).not.toContain(userId);
+      },
+    );
+  });
+
   it('an accepted callback logs no warning', async () => {
     const headers = signStandardWebhook(DEV_CALLBACK_SECRET, body, { id: 'msg_ok' });
     const written = await logged(() => post(body, headers).expect(200));

@@ -1,6 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import type { z } from 'zod';
 import { buildOpenApiDocument, operations, queryParameters, type OperationDoc } from '../../src/api/openapi';
+import { loadConfig } from '../../src/config';
+import { multipartTextSchema } from '../../src/domain/issuance-request';
+import { loadSchemaRegistry } from '../../src/routing/schema-registry';
 
 type Doc = ReturnType<typeof buildOpenApiDocument>;
 type Operation = {
@@ -142,6 +145,58 @@ describe('the OpenAPI document', () => {
     const examples = examplesOf(doc);
     expect(examples.length).toBeGreaterThanOrEqual(operations.filter((o) => o.body).length);
     expect(failures(doc)).toEqual([]);
+  });
+
+  it('every issuance example is one the development registry issues (no PlatformRejected for an unknown program)', () => {
+    const config = loadConfig({});
+    const registry = loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS);
+    const issuance = operations.find((o) => o.operationId === 'createIssuance')!;
+    const examples = issuance.body!.content.flatMap((c) =>
+      Object.entries(c.examples).map(([name, ex]) => ({
+        where: `${c.mediaType} ${name}`,
+        multipart: c.mediaType === 'multipart/form-data',
+        value: ex.value,
+      })),
+    );
+    expect(examples.length).toBeGreaterThanOrEqual(3);
+    const refused = examples.flatMap(({ where, multipart, value }) => {
+      const v = value as Record<string, unknown> & { files?: { kind: string }[]; fields?: object };
+      const kinds = [
+        ...(v.fields ? ['fields'] : []),
+        ...(v.files ?? []).map((f) => f.kind),
+        // multipart: one file part per kind, named by it
+        ...(multipart ? Object.keys(v).filter((k) => !(k in multipartTextSchema.shape)) : []),
+      ];
+      const request = {
+        issuerDid: String(v.issuerDid),
+        credentialId: String(v.credentialId),
+        schemaId: String(v.schemaId),
+      };
+      try {
+        registry.assertIssuable(request, kinds);
+        return [];
+      } catch (err) {
+        return [`${where}: ${err instanceof Error ? err.message : String(err)}`];
+      }
+    });
+    expect(refused).toEqual([]);
+    // and the check does refuse a program the registry does not have
+    expect(() =>
+      registry.assertIssuable(
+        { issuerDid: config.ISSUER_DIDS[0]!, credentialId: 'kyc-program', schemaId: 'kyc-basic' },
+        [],
+      ),
+    ).toThrow(/not a registered issuance program/);
+  });
+
+  it('documents the issuance status with its workflowId and Web UI link', () => {
+    const status = resolve(doc, '#/components/schemas/IssuanceStatus') as {
+      properties: Record<string, { type?: string; format?: string }>;
+      required: string[];
+    };
+    expect(status.properties.workflowId).toMatchObject({ type: 'string' });
+    expect(status.properties.webUiUrl).toMatchObject({ type: 'string', format: 'uri' });
+    expect(status.required).toContain('workflowId');
   });
 
   it('the example check fails on a broken example (negative control)', () => {
