@@ -27,6 +27,7 @@ ENV API_METRICS_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY bin ./bin
 COPY package.json ./
 COPY config ./config
 USER node

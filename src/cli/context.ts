@@ -1,20 +1,23 @@
 import type { Client } from '@temporalio/client';
-import { loadConfig, type Config } from '../config';
+import { InvalidArgumentError } from 'commander';
+import type { Config } from '../config';
 import { parseKeyring } from '../crypto/keyring';
 import { connectDatabase, type Database } from '../storage/mongo';
 import { connectTemporalClient } from '../temporal/connection';
+import { EXIT } from './exit-codes';
+import { cliConfig } from './paths';
 
 /**
  * What operator commands run against: the same configuration (src/config.ts, the environment) and
  * the same database and Temporal as the API and worker, used directly, so they work while the API
- * is down.
+ * is down. Exit codes: src/cli/exit-codes.ts.
  */
 
 /** Exit status of an operator command that was refused (nothing or not everything was done). */
-export const REFUSED_EXIT = 4;
+export const REFUSED_EXIT = EXIT.REFUSED;
 
 export async function withDatabase<T>(action: (config: Config, database: Database) => Promise<T>): Promise<T> {
-  const config = loadConfig();
+  const config = cliConfig();
   const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
   try {
     return await action(config, database);
@@ -53,7 +56,7 @@ export function positiveInt(max: number) {
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1 || n > max)
-      throw new Error(`expected an integer from 1 to ${max}, got "${value}"`);
+      throw new InvalidArgumentError(`expected an integer from 1 to ${max}, got "${value}"`);
     return n;
   };
 }
@@ -64,4 +67,13 @@ export function table(rows: string[][]): string {
   return rows
     .map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '))
     .join('\n');
+}
+
+/** The run's page in the Temporal Web UI (TEMPORAL_UI_URL, TEMPORAL_NAMESPACE). */
+export function workflowUiUrl(
+  config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>,
+  workflowId: string,
+): string {
+  const base = config.TEMPORAL_UI_URL.replace(/\/+$/, '');
+  return `${base}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(workflowId)}`;
 }

@@ -9,7 +9,7 @@ import {
 } from '../domain/authorization';
 import { authorizationWorkflowId } from '../domain/callback';
 import type { AuditRepository } from '../storage/audit';
-import type { AuthorizationsRepository } from '../storage/authorizations';
+import type { AuthorizationListFilter, AuthorizationsRepository } from '../storage/authorizations';
 
 /**
  * Operator actions on authorizations, shared by the admin API (src/api/admin.ts) and the CLI
@@ -44,12 +44,16 @@ export interface AuthorizationView {
   updatedAt: Date;
 }
 
-/** Authorizations (optionally in one state), oldest update first, with their delivery counts. */
+/**
+ * Authorizations (optionally in one state, of one user, Verifier or schema: filtered in the
+ * database query), oldest update first, with their delivery counts.
+ */
 export async function listAuthorizations(
   authorizations: AuthorizationsRepository,
-  query: { state?: AuthorizationViewState; limit: number },
+  query: AuthorizationListFilter & { limit: number },
 ): Promise<AuthorizationView[]> {
-  const docs = await authorizations.list(query.state ? { state: query.state } : {}, query.limit);
+  const { limit, ...filter } = query;
+  const docs = await authorizations.list(filter, limit);
   const counts = await Promise.all(docs.map((d) => authorizations.countDeliveries(d._id)));
   const revoked = await Promise.all(docs.map((d) => authorizations.isRevoked(d._id)));
   const now = new Date();

@@ -11,7 +11,7 @@ import {
   type IssuanceStatus,
   type IssuanceStep,
 } from '../domain/issuance';
-import { issuancesRepository, type IssuanceDoc } from '../storage/issuances';
+import { issuancesRepository, type IssuanceDoc, type IssuanceListFilter } from '../storage/issuances';
 import { stagingRepository } from '../storage/staging';
 import { issuanceWorkflow } from '../workflows/issuance';
 
@@ -41,6 +41,8 @@ export interface IssuanceView {
   issuanceId: string;
   workflowId: string;
   status: IssuanceStatus;
+  userId: string;
+  issuerDid: string;
   schemaId: string;
   items: number;
   failedStep?: IssuanceStep;
@@ -55,30 +57,51 @@ function failedStepOf(doc: IssuanceDoc): IssuanceStep | undefined {
   return ISSUANCE_STEPS.find((step) => doc.steps[step]?.state === 'failed');
 }
 
-export async function listIssuances(
-  db: Db,
-  query: { status?: IssuanceStatus; limit: number },
-): Promise<IssuanceView[]> {
-  const docs = await issuancesRepository(db)
-    .collection.find(query.status ? { status: query.status } : {})
-    .sort({ updatedAt: 1 })
-    .limit(query.limit)
-    .toArray();
-  return docs.map((doc) => {
-    const failedStep = failedStepOf(doc);
-    return {
-      issuanceId: doc._id,
-      workflowId: doc.workflowId,
-      status: doc.status,
-      schemaId: doc.schemaId,
-      items: doc.items.length,
-      ...(failedStep ? { failedStep } : {}),
-      ...(doc.error ? { error: doc.error } : {}),
-      ...(doc.status === 'failed' ? { retryable: isTransientIssuanceFailure(doc.error?.type ?? '') } : {}),
-      createdAt: doc.createdAt,
-      updatedAt: doc.updatedAt,
-    };
-  });
+function viewOf(doc: IssuanceDoc): IssuanceView {
+  const failedStep = failedStepOf(doc);
+  return {
+    issuanceId: doc._id,
+    workflowId: doc.workflowId,
+    status: doc.status,
+    userId: doc.userId,
+    issuerDid: doc.issuerDid,
+    schemaId: doc.schemaId,
+    items: doc.items.length,
+    ...(failedStep ? { failedStep } : {}),
+    ...(doc.error ? { error: doc.error } : {}),
+    ...(doc.status === 'failed' ? { retryable: isTransientIssuanceFailure(doc.error?.type ?? '') } : {}),
+    createdAt: doc.createdAt,
+    updatedAt: doc.updatedAt,
+  };
+}
+
+/** Issuances (optionally of one status, user or schema: filtered in the database query), oldest update first. */
+export async function listIssuances(db: Db, query: IssuanceListFilter & { limit: number }): Promise<IssuanceView[]> {
+  const { limit, ...filter } = query;
+  return (await issuancesRepository(db).list(filter, limit)).map(viewOf);
+}
+
+/** One issuance in detail (`cak issuances status`): its view, each step, its items and record version. */
+export interface IssuanceDetail extends IssuanceView {
+  steps: Partial<Record<IssuanceStep, { state: string; at?: Date }>>;
+  itemKinds: string[];
+  version?: number;
+}
+
+export async function getIssuance(db: Db, issuanceId: string): Promise<IssuanceDetail | undefined> {
+  const doc = await issuancesRepository(db).get(issuanceId);
+  if (!doc) return undefined;
+  return {
+    ...viewOf(doc),
+    steps: Object.fromEntries(
+      ISSUANCE_STEPS.filter((step) => doc.steps[step]).map((step) => [
+        step,
+        { state: doc.steps[step].state, ...(doc.steps[step].at ? { at: doc.steps[step].at } : {}) },
+      ]),
+    ),
+    itemKinds: doc.items.map((item) => item.kind),
+    ...(doc.version !== undefined ? { version: doc.version } : {}),
+  };
 }
 
 export type RetryResult =

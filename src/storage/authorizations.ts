@@ -55,6 +55,14 @@ export interface AuthorizationDoc extends CallbackPayload {
   revokedBy?: string;
 }
 
+/** What `list` filters on; every field given must match. */
+export interface AuthorizationListFilter {
+  state?: AuthorizationViewState;
+  userId?: string;
+  verifierDid?: string;
+  schemaId?: string;
+}
+
 export interface AccessWindow {
   accessFrom: Date;
   accessUntil: Date;
@@ -225,14 +233,22 @@ export function authorizationsRepository(db: Db) {
 
     countByState: () => countByField(collection, 'state'),
 
-    /** Oldest update first; `revoked` and `expired` are read from the revocations and the windows. */
-    async list(filter: { state?: AuthorizationViewState }, limit = 100, now = new Date()) {
-      let query: Filter<AuthorizationDoc> = filter.state ? { state: filter.state as AuthorizationState } : {};
+    /**
+     * Oldest update first, filtered in the query; `revoked` and `expired` are read from the
+     * revocations and the windows.
+     */
+    async list(filter: AuthorizationListFilter, limit = 100, now = new Date()) {
+      const by: Filter<AuthorizationDoc> = {
+        ...(filter.userId !== undefined ? { userId: filter.userId } : {}),
+        ...(filter.verifierDid !== undefined ? { verifierDid: filter.verifierDid } : {}),
+        ...(filter.schemaId !== undefined ? { schemaId: filter.schemaId } : {}),
+      };
+      let query: Filter<AuthorizationDoc> = filter.state ? { ...by, state: filter.state as AuthorizationState } : by;
       if (filter.state === 'revoked') {
         const ids = await revocations.find({}, { projection: { _id: 1 } }).toArray();
-        query = { _id: { $in: ids.map((r) => r._id) } };
+        query = { ...by, _id: { $in: ids.map((r) => r._id) } };
       } else if (filter.state === 'expired') {
-        query = { state: 'active', accessUntil: { $lte: now } };
+        query = { ...by, state: 'active', accessUntil: { $lte: now } };
       }
       return collection.find(query).sort({ updatedAt: 1 }).limit(limit).toArray();
     },

@@ -33,7 +33,6 @@ export interface IssuanceDoc {
   cakKeyFingerprint?: string;
   items: ItemDescriptor[];
   status: IssuanceStatus;
-  /** `accepted` once staged; `started` once the workflow start was acknowledged. */
   steps: Record<IssuanceStep, StepDoc>;
   version?: number;
   error?: { type: string; message: string };

@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config';
 import { parseKeyring } from '../../crypto/keyring';
 import { auditRepository } from '../../storage/audit';
 import { connectDatabase } from '../../storage/mongo';
+import { EXIT } from '../exit-codes';
+import { cliConfig } from '../paths';
 
 /** Exit status of `cak audit verify` when the chain is broken (0 = intact, 1 = could not check). */
-export const AUDIT_BROKEN_EXIT = 3;
+export const AUDIT_BROKEN_EXIT = EXIT.CHECK_FAILED;
 
 /**
  * `cak audit verify`: walks the sealed, keyed audit chain from its first event, names the first
@@ -18,7 +19,7 @@ export function registerAuditCommands(program: Command): void {
     .description('recompute every keyed link (needs CAK_AUDIT_KEYS); exit 3 naming the first broken event')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      const config = loadConfig();
+      const config = cliConfig();
       const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
       try {
         const report = await auditRepository(database.db, parseKeyring(config.CAK_AUDIT_KEYS)).verifyChain();

@@ -13,9 +13,11 @@ import {
 } from '../../operations/authorizations';
 import { authorizationsRepository } from '../../storage/authorizations';
 import { positiveInt, print, printJson, REFUSED_EXIT, table, withDatabase, withDatabaseAndTemporal } from '../context';
+import { UsageError } from '../exit-codes';
 
 /**
- * `cak authorizations list [--state S]`, `cak authorizations redrive <id> | --all-unrouted |
+ * `cak authorizations list [--state S] [--user U] [--verifier V] [--schema S] [--json]` (filtered in
+ * the database query; --json: one JSON array), `cak authorizations redrive <id> | --all-unrouted |
  * --all-no-data`, and `cak authorizations revoke|reinstate --user U --verifier V --schema S`: the
  * admin API's operations (src/operations/authorizations.ts), run directly against the database and
  * Temporal.
@@ -31,33 +33,48 @@ export function registerAuthorizationCommands(program: Command): void {
     .command('list')
     .description('list authorizations, oldest update first (re-drive candidates: --state unrouted or no-data)')
     .addOption(new Option('--state <state>', 'only this state').choices([...AUTHORIZATION_STATES]))
+    .option('--user <userId>', "only this user's")
+    .option('--verifier <verifierDid>', "only this Verifier's")
+    .option('--schema <schemaId>', 'only this schema')
     .option('--limit <n>', 'at most this many (1-500)', positiveInt(500), 100)
-    .option('--json', 'print JSON')
-    .action(async (opts: { state?: AuthorizationViewState; limit: number; json?: boolean }) => {
-      await withDatabase(async (_config, { db }) => {
-        const listed = await listAuthorizations(authorizationsRepository(db), {
-          ...(opts.state ? { state: opts.state } : {}),
-          limit: opts.limit,
-        });
-        if (opts.json) return printJson({ authorizations: listed });
-        if (listed.length === 0) return print('no authorizations');
-        print(
-          table([
-            ['AUTHORIZATION', 'STATE', 'SCHEMA', 'USER', 'VERIFIER', 'DELIVERIES', 'REDRIVEN', 'UPDATED'],
-            ...listed.map((a) => [
-              a.authorizationId,
-              a.state,
-              a.schemaId,
-              a.userId,
-              a.verifierDid,
-              String(a.deliveries),
-              String(a.redriven),
-              a.updatedAt.toISOString(),
+    .option('--json', 'print one JSON array')
+    .action(
+      async (opts: {
+        state?: AuthorizationViewState;
+        user?: string;
+        verifier?: string;
+        schema?: string;
+        limit: number;
+        json?: boolean;
+      }) => {
+        await withDatabase(async (_config, { db }) => {
+          const listed = await listAuthorizations(authorizationsRepository(db), {
+            ...(opts.state ? { state: opts.state } : {}),
+            ...(opts.user !== undefined ? { userId: opts.user } : {}),
+            ...(opts.verifier !== undefined ? { verifierDid: opts.verifier } : {}),
+            ...(opts.schema !== undefined ? { schemaId: opts.schema } : {}),
+            limit: opts.limit,
+          });
+          if (opts.json) return printJson(listed);
+          if (listed.length === 0) return print('no authorizations');
+          print(
+            table([
+              ['AUTHORIZATION', 'STATE', 'SCHEMA', 'USER', 'VERIFIER', 'DELIVERIES', 'REDRIVEN', 'UPDATED'],
+              ...listed.map((a) => [
+                a.authorizationId,
+                a.state,
+                a.schemaId,
+                a.userId,
+                a.verifierDid,
+                String(a.deliveries),
+                String(a.redriven),
+                a.updatedAt.toISOString(),
+              ]),
             ]),
-          ]),
-        );
-      });
-    });
+          );
+        });
+      },
+    );
 
   authorizations
     .command('redrive')
@@ -79,7 +96,7 @@ export function registerAuthorizationCommands(program: Command): void {
           ...(opts.allNoData ? (['no-data'] as const) : []),
         ];
         if ((id === undefined) === (states.length === 0)) {
-          throw new Error('name one authorization id, or pass --all-unrouted and/or --all-no-data');
+          throw new UsageError('name one authorization id, or pass --all-unrouted and/or --all-no-data');
         }
         await withDatabaseAndTemporal(async (_config, { db }, temporal) => {
           const repo = authorizationsRepository(db);

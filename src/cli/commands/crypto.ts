@@ -10,8 +10,13 @@ import {
   parsePublicKeyUnknownCurve,
   type Curve,
 } from '../../crypto/keys';
+import { UsageError } from '../exit-codes';
+import { userPath } from '../paths';
 
-/** keygen, encrypt, decrypt: raw bytes in and out by default, base64 text with --base64. */
+/**
+ * keygen, encrypt, decrypt: raw bytes in and out by default, base64 text with --base64. File paths
+ * are the caller's (relative to the folder `cak` was run from, INIT_CWD under `npm run cak`).
+ */
 export function registerCryptoCommands(program: Command): void {
   const curveOption = () =>
     new Option('--curve <curve>', 'secp256r1 (the platform default) or secp256k1').choices([...CURVES]);
@@ -51,7 +56,9 @@ export function registerCryptoCommands(program: Command): void {
     .option('--out <file>', 'plaintext file (default: stdout)')
     .option('--base64', 'read the package as base64 text')
     .action(async (opts: IoOptions & { curve: Curve; privateKey?: string; privateKeyFile?: string }) => {
-      const keyText = opts.privateKeyFile ? await readFile(opts.privateKeyFile, 'utf8') : opts.privateKey;
+      const keyText = opts.privateKeyFile
+        ? (await readUserFile('--private-key-file', opts.privateKeyFile)).toString('utf8')
+        : opts.privateKey;
       if (keyText === undefined) throw new CryptoError('KEY_EMPTY', 'pass --private-key or --private-key-file');
       const key = parsePrivateKey(keyText, opts.curve);
       const input = await readInput(opts.in);
@@ -73,8 +80,22 @@ function decodeBase64(input: Buffer): Buffer {
   return bytes;
 }
 
+/** A file named on the command line, in the caller's folder; one that cannot be read is a usage error (exit 2). */
+async function readUserFile(option: string, file: string): Promise<Buffer> {
+  const path = userPath(file);
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR') {
+      throw new UsageError(`${option} ${file}: cannot read ${path} (${code})`);
+    }
+    throw err;
+  }
+}
+
 async function readInput(file: string | undefined): Promise<Buffer> {
-  if (file !== undefined) return readFile(file);
+  if (file !== undefined) return readUserFile('--in', file);
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
@@ -82,7 +103,7 @@ async function readInput(file: string | undefined): Promise<Buffer> {
 
 async function writeOutput(file: string | undefined, bytes: Buffer): Promise<void> {
   if (file !== undefined) {
-    await writeFile(file, bytes);
+    await writeFile(userPath(file), bytes);
     return;
   }
   await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (err) => (err ? reject(err) : resolve())));

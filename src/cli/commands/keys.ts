@@ -11,6 +11,7 @@ import {
 } from '../../operations/keys';
 import { stagingRepository } from '../../storage/staging';
 import { positiveInt, print, printJson, REFUSED_EXIT, withDatabase } from '../context';
+import { UsageError } from '../exit-codes';
 
 /**
  * Key rotation without downtime (docs/crypto.md): `cak keys generate` prints new key material,
@@ -31,11 +32,15 @@ export function registerKeyCommands(program: Command): void {
     .option('--webhook-secret', 'print a Standard Webhooks secret (CALLBACK_SECRETS, NOTIFY_SECRET) instead')
     .action((opts: { kid?: string; webhookSecret?: boolean }) => {
       if (opts.webhookSecret) {
-        if (opts.kid !== undefined) throw new Error('--kid does not apply to --webhook-secret');
+        if (opts.kid !== undefined) throw new UsageError('--kid does not apply to --webhook-secret');
         return print(generateWebhookSecret());
       }
       const entry = generateKeyringEntry(opts.kid);
-      parseKeyring(entry); // refuses a bad --kid
+      try {
+        parseKeyring(entry); // refuses a bad --kid
+      } catch (err) {
+        throw new UsageError(`--kid: ${err instanceof Error ? err.message : String(err)}`);
+      }
       print(entry);
     });
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config';
 import { platformFromConfig } from '../../platform';
 import { issuerSettingsClient } from '../../platform/issuer-settings';
+import { cliConfig } from '../paths';
 
 /**
  * `cak platform register-callback --url <https url>`: sets our global callback URL on the AIR
@@ -11,7 +11,7 @@ import { issuerSettingsClient } from '../../platform/issuer-settings';
 export function registerPlatformCommands(program: Command): void {
   const platform = program.command('platform').description('our settings on the AIR platform');
   const client = () => {
-    const config = loadConfig();
+    const config = cliConfig();
     return issuerSettingsClient({
       baseUrl: config.AIR_PLATFORM_URL,
       timeoutMs: config.PLATFORM_TIMEOUT_MS,
