@@ -8,11 +8,8 @@ import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
 import type { AuditEventTypeName, CallbackPayload } from '../../src/domain/authorization';
 import { authorizationIdFor } from '../../src/domain/callback';
 import { auditRepository } from '../../src/storage/audit';
-import { Worker } from '@temporalio/worker';
-import { parseKeyring } from '../../src/crypto/keyring';
-import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { freePort } from '../support/ports';
-import { workflowBundle, testAuditKeys } from '../support/temporal';
+import { testAuditKeys } from '../support/temporal';
 import {
   auditEventOf,
   callbackConfig,
@@ -20,7 +17,6 @@ import {
   postCallback,
   seedRecord,
   ACKED,
-  connectClient,
   startCallbackStack,
   type CallbackStack,
 } from './callbacks-harness';
@@ -199,39 +195,6 @@ ${extra}`;
       (s) => s === 'active',
     );
     expect((await admin('/v1/admin/authorizations/redrive', key('later', 99))).status).toBe(404);
-  });
-
-  it('every run of this file replays deterministically against the current workflow code', async () => {
-    const client = await connectClient(config);
-    try {
-      // notify, log-only, and the re-driven unrouted and no-data runs (visibility lags a little)
-      const completed = await eventually(
-        async () => {
-          const runs: { workflowId: string; runId: string }[] = [];
-          for await (const wf of client.workflow.list({
-            query: `TaskQueue = '${config.TEMPORAL_TASK_QUEUE}' AND ExecutionStatus = 'Completed'`,
-          })) {
-            runs.push({ workflowId: wf.workflowId, runId: wf.runId });
-          }
-          return runs;
-        },
-        (runs) => runs.length === 4,
-      );
-      const histories = await Promise.all(
-        completed.map(async (r) => ({
-          workflowId: r.workflowId,
-          history: await client.workflow.getHandle(r.workflowId, r.runId).fetchHistory(),
-        })),
-      );
-      const replayed = Worker.runReplayHistories(
-        { workflowBundle: workflowBundle(), dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)) },
-        histories,
-      );
-      for await (const result of replayed)
-        expect([result.workflowId, result.error]).toEqual([result.workflowId, undefined]);
-    } finally {
-      await client.connection.close();
-    }
   });
 
   it('admin routes need the admin credential', async () => {

@@ -12,6 +12,9 @@ export const BUNDLE_PATH = resolve('.data/test/workflow-bundle.js');
  * re-running webpack.
  */
 export default async function globalSetup(): Promise<void> {
+  // each project that needs the services names this setup: once per jest run is enough
+  if (process.env.CAK_TEST_SERVICES_READY === '1') return;
+  process.env.CAK_TEST_SERVICES_READY = '1';
   // Every API a test starts (in-process or spawned) gets its metrics listener on a free port, not
   // the production default, so tests and engineers' parallel runs on one host never collide on it.
   process.env.API_METRICS_PORT ??= '0';
