@@ -12,7 +12,9 @@ type Created = { created: boolean; scheduleId: string };
 
 /**
  * Creates a schedule that starts one workflow run at a time (overlap SKIP), idempotently at worker
- * start: an existing schedule is left as it is. `triggerNow` starts the first run at once.
+ * start; `triggerNow` starts the first run at once. A schedule belongs to the namespace, not to a
+ * worker: one that exists already is updated to this worker's action (task queue, arguments), so a
+ * schedule left pointing at a task queue nobody polls (another deployment's, a test's) is taken back.
  */
 async function ensureSchedule(
   client: Client,
@@ -21,18 +23,19 @@ async function ensureSchedule(
   action: Omit<Extract<ScheduleOptions['action'], { type: 'startWorkflow' }>, 'type' | 'workflowId'>,
   triggerNow = false,
 ): Promise<Created> {
+  const desired = {
+    spec: { intervals: [{ every }] },
+    action: { type: 'startWorkflow' as const, workflowId: `${scheduleId}-run`, ...action },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' as Duration },
+  };
   try {
-    await client.schedule.create({
-      scheduleId,
-      spec: { intervals: [{ every }] },
-      action: { type: 'startWorkflow', workflowId: `${scheduleId}-run`, ...action },
-      policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 minute' },
-    });
+    await client.schedule.create({ scheduleId, ...desired });
     if (triggerNow) await client.schedule.getHandle(scheduleId).trigger();
     return { created: true, scheduleId };
   } catch (err) {
-    if (err instanceof ScheduleAlreadyRunning) return { created: false, scheduleId };
-    throw err;
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...desired, state: previous.state }));
+    return { created: false, scheduleId };
   }
 }
 
