@@ -283,6 +283,8 @@ export const configSchema = z.object({
   CALLBACK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).max(3600).default(300),
   /** JWKS URL of the platform's callback signing keys (jws-es256); default: the emulator's. */
   PLATFORM_JWKS_URL: z.string().url().optional(),
+  /** jws-es256: a callback signed with an unknown `kid` refetches the JWKS at most this often. */
+  PLATFORM_JWKS_COOLDOWN_SECONDS: z.coerce.number().min(0).max(3600).default(10),
   /** Admin credentials, `name:sha256hex(token)` comma-separated; callers send `Authorization: Bearer <token>`. */
   ADMIN_TOKENS: z
     .string()

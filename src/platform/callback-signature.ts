@@ -230,10 +230,11 @@ export class JwsEs256Verifier implements CallbackSignatureVerifier {
   constructor(
     jwksUrl: string,
     private readonly toleranceSeconds: number,
+    cooldownSeconds = 10,
   ) {
     this.jwks = createRemoteJWKSet(new URL(jwksUrl), {
       timeoutDuration: 5_000,
-      cooldownDuration: 10_000, // refetch on an unknown kid at most every 10 s
+      cooldownDuration: cooldownSeconds * 1000, // refetch on an unknown kid at most this often
       cacheMaxAge: 10 * 60_000,
     });
   }
@@ -315,6 +316,7 @@ export interface CallbackSignatureSettings {
   CALLBACK_SECRETS: string;
   CALLBACK_TOLERANCE_SECONDS: number;
   PLATFORM_JWKS_URL: string;
+  PLATFORM_JWKS_COOLDOWN_SECONDS: number;
 }
 
 export function parseSecrets(value: string): string[] {
@@ -327,6 +329,10 @@ export function callbackSignatureVerifier(settings: CallbackSignatureSettings): 
     case 'standard-webhooks':
       return new StandardWebhooksVerifier(parseSecrets(settings.CALLBACK_SECRETS), settings.CALLBACK_TOLERANCE_SECONDS);
     case 'jws-es256':
-      return new JwsEs256Verifier(settings.PLATFORM_JWKS_URL, settings.CALLBACK_TOLERANCE_SECONDS);
+      return new JwsEs256Verifier(
+        settings.PLATFORM_JWKS_URL,
+        settings.CALLBACK_TOLERANCE_SECONDS,
+        settings.PLATFORM_JWKS_COOLDOWN_SECONDS,
+      );
   }
 }

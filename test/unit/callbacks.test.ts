@@ -62,6 +62,7 @@ describe('StandardWebhooksVerifier', () => {
       CALLBACK_SECRETS: `${DEV_CALLBACK_SECRET},${OLD}`,
       CALLBACK_TOLERANCE_SECONDS: 300,
       PLATFORM_JWKS_URL: 'https://platform.example/jwks.json',
+      PLATFORM_JWKS_COOLDOWN_SECONDS: 10,
     };
     expect(callbackSignatureVerifier({ ...settings, CALLBACK_SIGNATURE_SCHEME: 'standard-webhooks' }).scheme).toBe(
       'standard-webhooks',
