@@ -1,6 +1,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { activityDepsFrom } from '../src/activities';
-import { createIssuanceActivities, stagingContext } from '../src/activities/issuance';
+import { createIssuanceActivities } from '../src/activities/issuance';
+import { stagingContext } from '../src/domain/issuance';
 import { sealOuter } from '../src/crypto/outer-layer';
 import { cakKeyFingerprint, issuanceWorkflowId, recordIdFor } from '../src/domain/ids';
 import { issuancesRepository } from '../src/storage/issuances';

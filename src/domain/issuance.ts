@@ -7,6 +7,11 @@ export type CakCurve = 'secp256r1' | 'secp256k1';
 /** The text fields travel as one item of this kind; files carry their own kind (e.g. `id-front`). */
 export const FIELDS_ITEM_KIND = 'fields';
 
+/** The outer-layer context of staged items: bound to the issuance so entries cannot be swapped. */
+export function stagingContext(issuanceId: string, itemId: string) {
+  return { recordId: `staging:${issuanceId}`, itemId };
+}
+
 /** What the workflow knows about one sensitive item: never its bytes (those are staged encrypted). */
 export interface ItemDescriptor {
   itemId: string;

@@ -1,7 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Db } from 'mongodb';
-import { issuanceStartOptions } from '../api/issuance-intake';
 import type { Keyring } from '../crypto/keyring';
 import { payloadCodecFor } from '../crypto/payload-codec';
 import {
@@ -13,7 +12,7 @@ import {
 } from '../domain/issuance';
 import { issuancesRepository, type IssuanceDoc, type IssuanceListFilter } from '../storage/issuances';
 import { stagingRepository } from '../storage/staging';
-import { issuanceWorkflow } from '../workflows/issuance';
+import { startIssuanceRun } from '../temporal/issuance-start';
 
 /**
  * Operator actions on issuances (`cak issuances ...`): list them by status, and retry a failed one.
@@ -181,9 +180,12 @@ export async function retryIssuance(deps: RetryDeps, issuanceId: string): Promis
     },
   );
   try {
-    const handle = await deps.temporal.workflow.start(
-      issuanceWorkflow,
-      issuanceStartOptions(doc, deps.taskQueue, input, WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY),
+    const handle = await startIssuanceRun(
+      deps.temporal,
+      doc,
+      deps.taskQueue,
+      input,
+      WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
     );
     return { outcome: 'started', issuanceId, workflowId: doc.workflowId, runId: handle.firstExecutionRunId };
   } catch (err) {

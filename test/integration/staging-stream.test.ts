@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { MongoClient, type Db } from 'mongodb';
-import { stagingContext } from '../../src/activities/issuance';
+import { stagingContext } from '../../src/domain/issuance';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { createOuterSealer, openOuter, sealOuter } from '../../src/crypto/outer-layer';
 import { stagingRepository } from '../../src/storage/staging';
