@@ -106,7 +106,8 @@ function recordings(): Recording[] {
         await handle.cancel();
       },
       ends: 'CANCELED',
-      activities: ['obtainCakPublicKey', 'encryptItems'],
+      // since patched('abandon-when-cancelled'); issuance-cancelled.json is from before it
+      activities: ['obtainCakPublicKey', 'encryptItems', 'abandonIssuance'],
     },
     {
       name: 'authorization-active',

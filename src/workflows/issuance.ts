@@ -1,4 +1,11 @@
-import { ActivityFailure, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  patched,
+  proxyActivities,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { IssuanceInput, IssuanceStep, StoredVersion } from '../domain/issuance';
 import { IssuanceFailureType } from '../domain/issuance';
@@ -58,6 +65,13 @@ export async function issuanceWorkflow(input: IssuanceInput): Promise<StoredVers
     await shredStaging(issuanceId);
     return stored;
   } catch (err) {
+    if (isCancellation(err) && patched('abandon-when-cancelled')) {
+      // A cancelled run still records why it ended and drops its pending packages (the cancelled
+      // scope would refuse the activity), then ends cancelled. Runs from before the patch did not.
+      const failure = { type: 'Cancelled', message: `the run was cancelled during ${step}` };
+      await CancellationScope.nonCancellable(() => abandonIssuance({ issuanceId, step, failure }));
+      throw err;
+    }
     const failure = describeFailure(err);
     await abandonIssuance({ issuanceId, step, failure });
     throw ApplicationFailure.create({ type: failure.type, message: failure.message, nonRetryable: true });

@@ -231,11 +231,9 @@ describe('issuanceWorkflow (stubbed activities)', () => {
     expect(outcome).toMatchObject({ failure: { cause: { type: 'StagingMissing', nonRetryable: true } } });
   });
 
-  // Characterizes a gap (reported, not fixed here): on cancellation the abandon step is scheduled
-  // in the cancelled root scope, so it never runs; the issuance keeps its `running` step and its
-  // pending packages until the sweep. A fix (CancellationScope.nonCancellable around the abandon
-  // step) should change this test to expect abandonIssuance at `encrypt`.
-  it('a cancelled run ends cancelled without reaching the abandon step', async () => {
+  // The abandon step runs outside the cancelled scope (behind patched('abandon-when-cancelled'); the
+  // committed history issuance-cancelled.json, from before the patch, replays without it).
+  it('a cancelled run records why in the abandon step, then ends cancelled', async () => {
     const input = issuanceInput();
     const workflowId = uniqueWorkflowId('issuance');
     const script = w.stubs.script(workflowId, {
@@ -258,6 +256,11 @@ describe('issuanceWorkflow (stubbed activities)', () => {
     const outcome = await outcomeOf(handle);
 
     expect(outcome).toMatchObject({ failure: { name: 'WorkflowFailedError', cause: { name: 'CancelledFailure' } } });
-    expect(script.names()).toEqual(['obtainCakPublicKey', 'encryptItems']);
+    expect(script.names()).toEqual(['obtainCakPublicKey', 'encryptItems', 'abandonIssuance']);
+    expect(script.callsOf('abandonIssuance')[0]?.args[0]).toMatchObject({
+      issuanceId: input.issuanceId,
+      step: 'encrypt',
+      failure: { type: 'Cancelled' },
+    });
   });
 });
