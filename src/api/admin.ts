@@ -14,16 +14,10 @@ import type { AuditRepository } from '../storage/audit';
 import type { AuthorizationsRepository } from '../storage/authorizations';
 import type { VerifiersRepository } from '../storage/verifiers';
 import { authenticateClient, refuse, type ApiClients, type AuthFailureThrottle } from './auth';
+import { CALLBACK_EXAMPLE } from './callbacks';
+import { FRAMING_400, refusal, route, SAFE_JSON_ERRORS, type Refusal } from './routes';
 
-/**
- * Operator routes, behind an admin credential (ADMIN_TOKENS, `Authorization: Bearer <token>`):
- *   GET  /v1/admin/authorizations?state=unrouted|no-data|...   list (re-drive candidates)
- *   POST /v1/admin/authorizations/revoke    {userId, verifierDid, schemaId}
- *   POST /v1/admin/authorizations/reinstate {userId, verifierDid, schemaId}   lifts a revocation
- *   POST /v1/admin/authorizations/redrive   {userId, verifierDid, schemaId}
- *   PUT  /v1/admin/verifiers/keys           {verifierDid, jwk: {kty: EC, crv: P-256, x, y, kid}}
- *   POST /v1/admin/verifiers/keys/remove    {verifierDid, kid}
- */
+/** Operator routes (declared below), behind an admin credential (ADMIN_TOKENS, `Authorization: Bearer <token>`). */
 
 export interface AdminRouteDeps {
   admins: ApiClients;
@@ -47,6 +41,130 @@ export const removeKeyBody = z.strictObject({ verifierDid: callbackPayloadSchema
 export const listQuery = z.strictObject({
   state: z.enum(AUTHORIZATION_STATES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+const JSON_ERRORS: Record<number, Refusal> = {
+  400: refusal('invalid body', 'INVALID_FIELD', 'MALFORMED_JSON', ...SAFE_JSON_ERRORS, ...FRAMING_400),
+  413: refusal('body over 8 KiB', 'BODY_TOO_LARGE'),
+};
+const NOT_FOUND = refusal('no such authorization', 'AUTHORIZATION_NOT_FOUND');
+const admin = { tag: 'admin', auth: 'adminBearer' } as const;
+/** A JSON body and its one example, `[key, summary]`. */
+const json = (name: string, schema: z.ZodType, [key, summary]: [string, string], value: unknown) => ({
+  content: { 'application/json': { name, schema, examples: { [key]: { summary, value } } } },
+});
+const authorizationKey = (action: string) =>
+  json('AuthorizationKey', callbackPayloadSchema, [action, 'the authorization’s dedup key'], CALLBACK_EXAMPLE);
+const date = z.iso.datetime();
+
+export const listAuthorizationsRoute = route({
+  ...admin,
+  method: 'get',
+  path: '/v1/admin/authorizations',
+  operationId: 'listAuthorizations',
+  summary: 'List authorizations (e.g. unrouted / no-data re-drive candidates)',
+  query: listQuery,
+  examples: { state: 'unrouted', limit: 50 },
+  responses: {
+    200: {
+      description: 'the authorizations',
+      name: 'AuthorizationList',
+      schema: z.object({
+        authorizations: z.array(
+          z.object({
+            ...{ authorizationId: z.string(), workflowId: z.string(), userId: z.string(), verifierDid: z.string() },
+            ...{ schemaId: z.string(), state: z.enum(AUTHORIZATION_STATES), accessUntil: date.optional() },
+            ...{ handlers: z.array(z.string()), deliveries: z.number().int(), redriven: z.number().int() },
+            updatedAt: date,
+          }),
+        ),
+      }),
+    },
+  },
+  errors: { 400: refusal('invalid query', 'INVALID_FIELD', ...SAFE_JSON_ERRORS) },
+});
+
+export const revokeAuthorization = route({
+  ...admin,
+  method: 'post',
+  path: '/v1/admin/authorizations/revoke',
+  operationId: 'revokeAuthorization',
+  summary: 'Revoke an authorization (stands against later consents until reinstated)',
+  body: authorizationKey('revoke'),
+  responses: {
+    200: {
+      description: 'revoked (`revoked: false` when it already was)',
+      schema: z.object({ authorizationId: z.string(), revoked: z.boolean(), state: z.literal('revoked') }),
+    },
+  },
+  errors: { ...JSON_ERRORS, 404: NOT_FOUND },
+});
+
+export const reinstateAuthorization = route({
+  ...admin,
+  method: 'post',
+  path: '/v1/admin/authorizations/reinstate',
+  operationId: 'reinstateAuthorization',
+  summary: 'Lift a revocation: access is again what the current access window allows',
+  body: authorizationKey('reinstate'),
+  responses: {
+    200: {
+      description: 'reinstated (`reinstated: false` when no revocation stood)',
+      schema: z.object({ authorizationId: z.string(), reinstated: z.boolean() }),
+    },
+  },
+  errors: { ...JSON_ERRORS, 404: NOT_FOUND },
+});
+
+export const redriveAuthorizationRoute = route({
+  ...admin,
+  method: 'post',
+  path: '/v1/admin/authorizations/redrive',
+  operationId: 'redriveAuthorization',
+  summary: 'Re-drive an unrouted or no-data authorization',
+  body: authorizationKey('redrive'),
+  responses: {
+    202: {
+      description: 'the run was signalled',
+      schema: z.object({ authorizationId: z.string(), workflowId: z.string(), redrive: z.literal('signalled') }),
+    },
+  },
+  errors: {
+    ...JSON_ERRORS,
+    404: NOT_FOUND,
+    409: refusal('not unrouted / no-data, or the run no longer waits', 'NOT_REDRIVABLE', 'REDRIVE_RUN_CLOSED'),
+  },
+});
+
+export const putVerifierKey = route({
+  ...admin,
+  method: 'put',
+  path: '/v1/admin/verifiers/keys',
+  operationId: 'putVerifierKey',
+  summary: "Register a Verifier's ES256 public key",
+  body: json('VerifierKey', keyBody, ['p256', 'a P-256 public JWK'], {
+    verifierDid: CALLBACK_EXAMPLE.verifierDid,
+    jwk: {
+      ...{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU' },
+      ...{ y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0', kid: 'verifier-key-1' },
+    },
+  }),
+  responses: { 200: { description: 'registered', schema: z.object({ verifierDid: z.string(), kid: z.string() }) } },
+  errors: JSON_ERRORS,
+});
+
+export const removeVerifierKey = route({
+  ...admin,
+  method: 'post',
+  path: '/v1/admin/verifiers/keys/remove',
+  operationId: 'removeVerifierKey',
+  summary: "Remove a Verifier's key",
+  body: json('VerifierKeyRemoval', removeKeyBody, ['remove', 'by kid'], {
+    verifierDid: CALLBACK_EXAMPLE.verifierDid,
+    kid: 'verifier-key-1',
+  }),
+  responses: { 200: { description: 'whether a key was removed', schema: z.object({ removed: z.boolean() }) } },
+  errors: JSON_ERRORS,
 });
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
@@ -82,13 +200,15 @@ export function adminRoutes(deps: AdminRouteDeps): Router {
     express.json({ limit: 8 * 1024, strict: true }),
   );
 
-  router.get('/v1/admin/authorizations', async (req, res) => {
+  listAuthorizationsRoute.on(router, async (req, res) => {
     const query = parse(listQuery, { ...req.query });
-    res.json({ authorizations: await listAuthorizations(deps.authorizations, query) });
+    listAuthorizationsRoute.send(res, 200, {
+      authorizations: await listAuthorizations(deps.authorizations, query),
+    });
   });
 
-  for (const action of ['revoke', 'reinstate'] as const) {
-    router.post(`/v1/admin/authorizations/${action}`, async (req, res) => {
+  const revocation = (action: 'revoke' | 'reinstate'): RequestHandler =>
+    async function (req, res) {
       const payload = parse(callbackPayloadSchema, req.body);
       const authorizationId = authorizationIdFor(deps.idSecret, payload);
       const result = await setRevocation(
@@ -101,15 +221,15 @@ export function adminRoutes(deps: AdminRouteDeps): Router {
       if (result.outcome === 'not-found') {
         throw new AppError('AUTHORIZATION_NOT_FOUND', 'no authorization for this user, verifier and schema', 404);
       }
-      res.json(
-        action === 'revoke'
-          ? { authorizationId, revoked: result.outcome === 'changed', state: 'revoked' }
-          : { authorizationId, reinstated: result.outcome === 'changed' },
-      );
-    });
-  }
+      const changed = result.outcome === 'changed';
+      if (action === 'revoke')
+        revokeAuthorization.send(res, 200, { authorizationId, revoked: changed, state: 'revoked' });
+      else reinstateAuthorization.send(res, 200, { authorizationId, reinstated: changed });
+    };
+  revokeAuthorization.on(router, revocation('revoke'));
+  reinstateAuthorization.on(router, revocation('reinstate'));
 
-  router.post('/v1/admin/authorizations/redrive', async (req, res) => {
+  redriveAuthorizationRoute.on(router, async (req, res) => {
     const payload = parse(callbackPayloadSchema, req.body);
     const authorizationId = authorizationIdFor(deps.idSecret, payload);
     const result = await redriveAuthorization(deps.authorizations, deps.redrive, authorizationId);
@@ -129,19 +249,23 @@ export function adminRoutes(deps: AdminRouteDeps): Router {
           409,
         );
       case 'signalled':
-        res.status(202).json({ authorizationId, workflowId: result.workflowId, redrive: 'signalled' });
+        redriveAuthorizationRoute.send(res, 202, {
+          authorizationId,
+          workflowId: result.workflowId,
+          redrive: 'signalled',
+        });
     }
   });
 
-  router.put('/v1/admin/verifiers/keys', async (req, res) => {
+  putVerifierKey.on(router, async (req, res) => {
     const body = parse(keyBody, req.body);
     await deps.verifiers.putKey(body.verifierDid, body.jwk);
-    res.json({ verifierDid: body.verifierDid, kid: body.jwk.kid });
+    putVerifierKey.send(res, 200, { verifierDid: body.verifierDid, kid: body.jwk.kid });
   });
 
-  router.post('/v1/admin/verifiers/keys/remove', async (req, res) => {
+  removeVerifierKey.on(router, async (req, res) => {
     const body = parse(removeKeyBody, req.body);
-    res.json({ removed: await deps.verifiers.removeKey(body.verifierDid, body.kid) });
+    removeVerifierKey.send(res, 200, { removed: await deps.verifiers.removeKey(body.verifierDid, body.kid) });
   });
 
   return router;

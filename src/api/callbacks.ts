@@ -1,18 +1,27 @@
 import express, { Router } from 'express';
+import { z } from 'zod';
 import { AppError } from '../domain/errors';
 import type { CallbackPayload } from '../domain/authorization';
 import {
   authorizationIdFor,
   authorizationWorkflowId,
   CALLBACK_MAX_BODY_BYTES,
+  callbackPayloadSchema,
   parseCallbackPayload,
 } from '../domain/callback';
 import { assertSafeJson } from '../domain/safe-json';
 import type { Logger } from '../observability/logger';
-import type { CallbackSignatureVerifier } from '../platform/callback-signature';
+import {
+  DETACHED_JWS,
+  JWS_SIGNATURE_HEADER,
+  WEBHOOK_ID,
+  WEBHOOK_TIMESTAMP,
+  type CallbackSignatureVerifier,
+} from '../platform/callback-signature';
 import type { InboxRepository } from '../storage/inbox';
 import { TemporalUnavailableError, type AuthorizationStarter } from './callback-relay';
 import type { DeliveryLog } from './delivery-log';
+import { refusal, route, SAFE_JSON_ERRORS } from './routes';
 
 /**
  * POST /v1/cak/callbacks: the platform's authorization callback `{userId, verifierDid, schemaId}`.
@@ -24,6 +33,92 @@ import type { DeliveryLog } from './delivery-log';
  *   202 {workflowId, duplicate, queued}    Temporal could not take it; the inbox has it, the relay starts it
  *   503 CALLBACK_NOT_DURABLE               neither could take it: the platform must retry
  */
+
+/** A consent as the platform sends it (also the admin routes' authorization key). */
+export const CALLBACK_EXAMPLE = { userId: 'user-123', verifierDid: 'did:air:id:verifier', schemaId: 'kyc-basic' };
+const callbackAck = z.object({ workflowId: z.string(), duplicate: z.boolean(), queued: z.boolean() });
+
+export const receiveAuthorizationCallback = route({
+  method: 'post',
+  path: '/v1/cak/callbacks',
+  operationId: 'receiveAuthorizationCallback',
+  summary: "The AIR platform's authorization callback (a user consented to a Verifier)",
+  description:
+    `Signed by the platform; the body is read raw (at most ${CALLBACK_MAX_BODY_BYTES} bytes) and its signature ` +
+    'checked on those bytes before it is parsed. Which headers carry the signature depends on ' +
+    '`CALLBACK_SIGNATURE_SCHEME`: `standard-webhooks` (`webhook-id`, `webhook-timestamp`, `webhook-signature`) ' +
+    `or \`jws-es256\` (\`${JWS_SIGNATURE_HEADER}\`). Acknowledged once durable. See docs/callbacks.md.`,
+  tag: 'authorization',
+  auth: 'public',
+  headers: z.object({
+    'webhook-id': z
+      .string()
+      .regex(WEBHOOK_ID)
+      .optional()
+      .meta({ description: 'standard-webhooks: the message id (stable across retries)' }),
+    'webhook-timestamp': z
+      .string()
+      .regex(WEBHOOK_TIMESTAMP)
+      .optional()
+      .meta({ description: 'standard-webhooks: Unix seconds, within CALLBACK_TOLERANCE_SECONDS of now' }),
+    'webhook-signature': z.string().max(4096).optional().meta({
+      description: 'standard-webhooks: space-separated `v1,<base64 HMAC-SHA256 of id.timestamp.body>` entries',
+    }),
+    [JWS_SIGNATURE_HEADER]: z.string().regex(DETACHED_JWS).optional().meta({
+      description: 'jws-es256: detached compact JWS over the raw body, protected header `{alg: ES256, kid, iat}`',
+    }),
+  }),
+  examples: {
+    'webhook-id': 'msg_2Z1nB0pVqYb5',
+    'webhook-timestamp': '1735689600',
+    'webhook-signature': 'v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=',
+    [JWS_SIGNATURE_HEADER]: 'eyJhbGciOiJFUzI1NiIsImtpZCI6InBsYXRmb3JtLTEiLCJpYXQiOjE3MzU2ODk2MDB9..c2lnbmF0dXJl',
+  },
+  body: {
+    description: '`application/json` (charset, if given, `utf-8`); keys are checked for safety before the schema',
+    content: {
+      'application/json': {
+        name: 'CallbackPayload',
+        schema: callbackPayloadSchema,
+        examples: { consent: { summary: 'a user consented to a Verifier', value: CALLBACK_EXAMPLE } },
+      },
+    },
+  },
+  responses: {
+    200: {
+      description: 'Temporal has the run (`duplicate` for any later delivery)',
+      schema: callbackAck,
+      name: 'CallbackAck',
+    },
+    202: {
+      description: 'Temporal could not take it in time; the inbox has it (`queued: true`)',
+      schema: callbackAck,
+      name: 'CallbackAck',
+    },
+  },
+  errors: {
+    400: refusal(
+      'body checks',
+      ...['MALFORMED_JSON', 'INVALID_BODY', 'MISSING_FIELD', 'UNKNOWN_FIELD', 'INVALID_FIELD', ...SAFE_JSON_ERRORS],
+      'REQUEST_ABORTED',
+    ),
+    401: refusal(
+      'signature checks; the message and `details` (`{header, expected}`) name the header at fault, e.g. a ' +
+        '`webhook-timestamp` in milliseconds (it is Unix seconds)',
+      ...['SIGNATURE_MISSING', 'SIGNATURE_MALFORMED', 'SIGNATURE_INVALID', 'SIGNATURE_TIMESTAMP_STALE'],
+      ...['SIGNATURE_TIMESTAMP_FUTURE', 'SIGNATURE_KEY_UNKNOWN'],
+    ),
+    413: refusal(`body over ${CALLBACK_MAX_BODY_BYTES} bytes`, 'BODY_TOO_LARGE'),
+    415: refusal(
+      'not `application/json` (charset, if any, `utf-8`), or any Content-Encoding but identity',
+      ...['UNSUPPORTED_MEDIA_TYPE', 'UNSUPPORTED_ENCODING'],
+    ),
+    503: refusal(
+      "the platform's JWKS cannot be fetched (jws-es256), or neither Temporal nor the database could take the delivery: retry",
+      ...['SIGNATURE_KEYS_UNAVAILABLE', 'CALLBACK_NOT_DURABLE'],
+    ),
+  },
+});
 
 const KNOWN_MAX = 10_000;
 const KNOWN_TTL_MS = 10 * 60_000;
@@ -141,8 +236,8 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
     }
   }
 
-  router.post(
-    '/v1/cak/callbacks',
+  receiveAuthorizationCallback.on(
+    router,
     (req, res, next) => {
       // One line per refused delivery, whichever step refused it (the error handler sets the code):
       // the code and the platform's message id, never the body.
@@ -181,7 +276,7 @@ export function callbackRoutes(deps: CallbackRouteDeps): Router {
       const messageId = req.get('webhook-id');
       const { authorizationId, ...result } = await accept(payload, messageId, now);
       res.locals.callbackOutcome = result.queued ? 'inboxed' : result.duplicate ? 'duplicate' : 'started';
-      res.status(result.queued ? 202 : 200).json(result);
+      receiveAuthorizationCallback.send(res, result.queued ? 202 : 200, result);
       // The delivery log is bookkeeping (counts per authorization), written in batches off the ack
       // path; a delivery that started its run is logged by that run (`verify`), not here.
       if (result.duplicate) {

@@ -1,5 +1,7 @@
 import { Router } from 'express';
+import { z } from 'zod';
 import type { Logger } from '../observability/logger';
+import { route } from './routes';
 
 export interface ReadinessProbes {
   temporal: () => Promise<void>;
@@ -7,7 +9,42 @@ export interface ReadinessProbes {
 }
 
 type Dependency = keyof ReadinessProbes;
-type CheckResult = { status: 'up' } | { status: 'down' };
+/** Up or down only: why a dependency is down goes to the log, never to this public answer. */
+const checkResult = z.object({ status: z.enum(['up', 'down']) });
+type CheckResult = z.infer<typeof checkResult>;
+const readiness = z.object({
+  status: z.enum(['ready', 'not-ready', 'draining']),
+  checks: z
+    .object({ temporal: checkResult, database: checkResult })
+    .optional()
+    .meta({ description: 'absent when `draining`' }),
+});
+
+export const getHealth = route({
+  method: 'get',
+  path: '/healthz',
+  operationId: 'getHealth',
+  summary: 'Liveness: the process is up',
+  tag: 'operations',
+  auth: 'public',
+  responses: { 200: { description: 'up', schema: z.object({ status: z.literal('ok') }) } },
+});
+export const getReadiness = route({
+  method: 'get',
+  path: '/readyz',
+  operationId: 'getReadiness',
+  summary: 'Readiness: Temporal and the database each answer',
+  tag: 'operations',
+  auth: 'public',
+  responses: {
+    200: { description: 'both up', schema: readiness, name: 'Readiness' },
+    503: {
+      description: 'either is down (named in `checks`), or the process is shutting down (`draining`)',
+      schema: readiness,
+      name: 'Readiness',
+    },
+  },
+});
 
 /**
  * `/healthz`: the process is up. `/readyz`: Temporal and the database each answer (503 when either
@@ -36,20 +73,15 @@ export function healthRoutes(probes: ReadinessProbes, draining: () => boolean = 
     }
   }
 
-  router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-  router.get('/readyz', async (_req, res) => {
-    if (draining()) {
-      res.status(503).json({ status: 'draining' });
-      return;
-    }
+  getHealth.on(router, (_req, res) => getHealth.send(res, 200, { status: 'ok' }));
+  getReadiness.on(router, async (_req, res) => {
+    if (draining()) return getReadiness.send(res, 503, { status: 'draining' });
     const [temporal, database] = await Promise.all([check('temporal'), check('database')]);
     const ready = temporal.status === 'up' && database.status === 'up';
-    res
-      .status(ready ? 200 : 503)
-      .set('cache-control', 'no-store')
-      .json({ status: ready ? 'ready' : 'not-ready', checks: { temporal, database } });
+    getReadiness.send(res.set('cache-control', 'no-store'), ready ? 200 : 503, {
+      status: ready ? 'ready' : 'not-ready',
+      checks: { temporal, database },
+    });
   });
   return router;
 }

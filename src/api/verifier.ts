@@ -21,6 +21,7 @@ import type { AuthorizationDoc, AuthorizationsRepository } from '../storage/auth
 import type { ManifestEntry } from '../storage/records';
 import type { VerifiersRepository } from '../storage/verifiers';
 import { applyLimit, refuse, type AuthFailureThrottle } from './auth';
+import { NO_STORE, RATE_LIMITED, refusal, route } from './routes';
 
 /**
  * The Semi-Decrypted Data API (air-cak-platform.md §2.5), for Verifiers holding user consent.
@@ -159,6 +160,83 @@ export function deniedAccessLog(
 export const dataQuery = z.strictObject({
   userId: callbackPayloadSchema.shape.userId,
   schemaId: callbackPayloadSchema.shape.schemaId,
+});
+
+const ACCESS_REFUSED = ['AUTHORIZATION_REQUIRED', 'AUTHORIZATION_REVOKED', 'AUTHORIZATION_EXPIRED'];
+
+export const getVerifierData = route({
+  method: 'get',
+  path: '/v1/verifier/data',
+  operationId: 'getVerifierData',
+  summary: "A consented Verifier's manifest of a user's data, with signed package URLs",
+  description:
+    'Bearer JWT: ES256, `iss` = `sub` = the verifierDid, `aud` = `cak-issuer`, `exp` at most 10 minutes after `iat`, ' +
+    'signed with a key registered for that DID. Every answer is an audit event.',
+  tag: 'verifier',
+  auth: 'verifierJwt',
+  query: dataQuery,
+  examples: { userId: 'user-123', schemaId: 'kyc-basic' },
+  responses: {
+    200: {
+      description: 'the current record version’s manifest',
+      name: 'VerifierManifest',
+      headers: NO_STORE,
+      schema: z.object({
+        ...{ authorizationId: z.string(), userId: z.string(), schemaId: z.string(), recordId: z.string() },
+        ...{ version: z.number().int(), expiresAt: z.iso.datetime() },
+        items: z.array(
+          z.object({
+            ...{ itemId: z.string(), kind: z.string(), contentType: z.string(), curve: z.string() },
+            url: z.string().meta({ description: 'signed, short-lived `/v1/verifier/packages/{token}`' }),
+          }),
+        ),
+      }),
+    },
+  },
+  errors: {
+    400: refusal('invalid query', 'INVALID_FIELD'),
+    401: refusal(
+      'no valid Verifier JWT. The message and `details` name what is wrong: a header parameter ' +
+        '(`{header: "alg", expected, got}`) or a claim (`{claim, reason, expected, got}`: `iss` not a DID, `sub` not ' +
+        'the `iss`, `aud` not `cak-issuer`, `exp` past, `iat` in the future or too old, `exp - iat` over 600 s, a ' +
+        'claim missing or not a number); these read only the token, never whether its verifierDid is registered. ' +
+        'Past them, a signature that no key registered for the verifierDid verifies is `{check: "signature"}`, ' +
+        'with one message whatever the reason',
+      'VERIFIER_UNAUTHENTICATED',
+    ),
+    403: refusal(
+      'the access rule refuses (userId, verifierDid, schemaId) now: no grant, an operator revocation, or a closed access window',
+      ...ACCESS_REFUSED,
+    ),
+    404: refusal('no data held for this user and schema', 'NO_DATA'),
+  },
+});
+
+export const getVerifierPackage = route({
+  method: 'get',
+  path: '/v1/verifier/packages/{token}',
+  operationId: 'getVerifierPackage',
+  summary: 'One item’s inner CAK-ECIES package (outer issuer layer removed)',
+  description:
+    'The URL is the credential: signed, short-lived, and the authorization is checked again on each download.',
+  tag: 'verifier',
+  auth: 'public',
+  params: z.object({
+    token: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,1024}\.[A-Za-z0-9_-]{43}$/)
+      .meta({ description: '`<base64url(claims)>.<base64url(HMAC)>` from the manifest' }),
+  }),
+  examples: { token: 'eyJwdXIiOiJwYWNrYWdlIn0.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' },
+  responses: { 200: { description: 'the package bytes', mediaType: 'application/octet-stream', headers: NO_STORE } },
+  errors: {
+    403: refusal(
+      'URL tampered with or expired, or the access rule refuses now (revoked, window closed)',
+      ...['URL_INVALID', 'URL_EXPIRED', ...ACCESS_REFUSED],
+    ),
+    404: refusal('a newer version replaced the package', 'PACKAGE_NOT_FOUND'),
+    429: RATE_LIMITED,
+  },
 });
 
 const unauthenticated = (message: string, details?: Record<string, unknown>) =>
@@ -385,7 +463,7 @@ export function verifierRoutes(deps: VerifierRouteDeps): Router {
 
   const audit = (type: AuditEventTypeName, data: AuditData) => deps.audit.append(`access:${randomUUID()}`, type, data);
 
-  router.get('/v1/verifier/data', authenticateVerifier(deps.verifiers, failures), perVerifier, async (req, res) => {
+  getVerifierData.on(router, authenticateVerifier(deps.verifiers, failures), perVerifier, async (req, res) => {
     const verifierDid = String(res.locals.verifierDid);
     const query = dataQuery.safeParse({ ...req.query });
     if (!query.success) {
@@ -423,7 +501,7 @@ export function verifierRoutes(deps: VerifierRouteDeps): Router {
       version: current.version,
       items: items.length,
     });
-    res.set('cache-control', 'no-store').json({
+    getVerifierData.send(res.set('cache-control', 'no-store'), 200, {
       authorizationId,
       userId,
       schemaId,
@@ -434,7 +512,7 @@ export function verifierRoutes(deps: VerifierRouteDeps): Router {
     });
   });
 
-  router.get('/v1/verifier/packages/:token', async (req, res) => {
+  getVerifierPackage.on(router, async (req, res) => {
     const check = verifyPackageToken(deps.signedUrlSecret, String(req.params.token));
     if (!check.ok) {
       // The signed URL is the credential here: a forged or expired one counts as a failed authentication.

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import type { z } from 'zod';
-import { buildOpenApiDocument, operations, queryParameters, type OperationDoc } from '../../src/api/openapi';
+import { buildOpenApiDocument, parametersOf, ROUTES } from '../../src/api/openapi';
 import { loadConfig } from '../../src/config';
 import { multipartTextSchema } from '../../src/domain/issuance-request';
 import { loadSchemaRegistry } from '../../src/routing/schema-registry';
@@ -17,11 +17,8 @@ function examplesOf(doc: Doc): { where: string; schema: z.ZodType | undefined; v
   const paths = doc.paths as Record<string, Record<string, Operation>>;
   for (const [path, methods] of Object.entries(paths)) {
     for (const [method, op] of Object.entries(methods)) {
-      const descriptor = operations.find((o) => o.path === path && o.method === method);
-      const params = [
-        ...(descriptor?.parameters ?? []),
-        ...(descriptor?.query ? queryParameters(descriptor.query) : []),
-      ];
+      const descriptor = ROUTES.find((o) => o.path === path && o.method === method);
+      const params = descriptor ? parametersOf(descriptor) : [];
       for (const p of op.parameters ?? []) {
         const schema = params.find((d) => d.name === p.name && d.in === p.in)?.schema;
         if ('example' in p) found.push({ where: `${method} ${path} ${p.in} ${p.name}`, schema, value: p.example });
@@ -30,7 +27,7 @@ function examplesOf(doc: Doc): { where: string; schema: z.ZodType | undefined; v
         }
       }
       for (const [mediaType, media] of Object.entries(op.requestBody?.content ?? {})) {
-        const schema = descriptor?.body?.content.find((c) => c.mediaType === mediaType)?.schema;
+        const schema = descriptor?.body?.content[mediaType]?.schema;
         if ('example' in media) found.push({ where: `${method} ${path} ${mediaType}`, schema, value: media.example });
         for (const [name, ex] of Object.entries(media.examples ?? {})) {
           found.push({ where: `${method} ${path} ${mediaType} ${name}`, schema, value: ex.value });
@@ -97,21 +94,21 @@ describe('the OpenAPI document', () => {
     expect(validateOpenApi(broken).valid).toBe(false);
   });
 
-  it('has one operation per descriptor, each with a unique operationId, a summary, a tag and responses', () => {
+  it('has one operation per declaration, each with a unique operationId, a summary, a tag and responses', () => {
     const paths = doc.paths as Record<string, Record<string, { operationId: string; responses: object }>>;
     const ops = Object.entries(paths).flatMap(([path, methods]) =>
       Object.entries(methods).map(([m, op]) => ({ path, m, op })),
     );
-    expect(ops).toHaveLength(operations.length);
-    expect(new Set(ops.map((o) => o.op.operationId)).size).toBe(operations.length);
+    expect(ops).toHaveLength(ROUTES.length);
+    expect(new Set(ops.map((o) => o.op.operationId)).size).toBe(ROUTES.length);
     for (const { op } of ops) {
       expect(Object.keys(op.responses).length).toBeGreaterThan(0);
       expect(op.responses).toHaveProperty('500');
     }
-    for (const o of operations) {
+    for (const o of ROUTES) {
       expect(o.path).toMatch(/^\/[^:]*$/); // OpenAPI form: {id}, never :id
       expect(o.summary.length).toBeGreaterThan(0);
-      expect(o.tags.length).toBeGreaterThan(0);
+      expect(o.tag.length).toBeGreaterThan(0);
     }
   });
 
@@ -120,7 +117,10 @@ describe('the OpenAPI document', () => {
     expect(refs.length).toBeGreaterThan(10);
     expect(refs.filter((r) => resolve(doc, r) === undefined)).toEqual([]);
     const schemes = Object.keys((doc.components as { securitySchemes: object }).securitySchemes);
-    const used = operations.flatMap((o) => o.security.flatMap((s) => Object.keys(s)));
+    const paths = doc.paths as Record<string, Record<string, { security: Record<string, string[]>[] }>>;
+    const used = Object.values(paths).flatMap((methods) =>
+      Object.values(methods).flatMap((o) => o.security.flatMap((s) => Object.keys(s))),
+    );
     expect(used.filter((s) => !schemes.includes(s))).toEqual([]);
     expect(new Set(used)).toEqual(new Set(schemes));
   });
@@ -136,25 +136,25 @@ describe('the OpenAPI document', () => {
   });
 
   it('has at least one example for every request body', () => {
-    const bodies = operations.flatMap((o: OperationDoc) => o.body?.content ?? []);
+    const bodies = ROUTES.flatMap((o) => Object.values(o.body?.content ?? {}));
     expect(bodies.length).toBeGreaterThan(0);
     for (const c of bodies) expect(Object.keys(c.examples).length).toBeGreaterThan(0);
   });
 
   it('every example validates against the zod schema the route validates with', () => {
     const examples = examplesOf(doc);
-    expect(examples.length).toBeGreaterThanOrEqual(operations.filter((o) => o.body).length);
+    expect(examples.length).toBeGreaterThanOrEqual(ROUTES.filter((o) => o.body).length);
     expect(failures(doc)).toEqual([]);
   });
 
   it('every issuance example is one the development registry issues (no PlatformRejected for an unknown program)', () => {
     const config = loadConfig({});
     const registry = loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS);
-    const issuance = operations.find((o) => o.operationId === 'createIssuance')!;
-    const examples = issuance.body!.content.flatMap((c) =>
+    const issuance = ROUTES.find((o) => o.operationId === 'createIssuance')!;
+    const examples = Object.entries(issuance.body!.content).flatMap(([mediaType, c]) =>
       Object.entries(c.examples).map(([name, ex]) => ({
-        where: `${c.mediaType} ${name}`,
-        multipart: c.mediaType === 'multipart/form-data',
+        where: `${mediaType} ${name}`,
+        multipart: mediaType === 'multipart/form-data',
         value: ex.value,
       })),
     );
