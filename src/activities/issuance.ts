@@ -13,6 +13,7 @@ import {
   type ItemDescriptor,
   type PackageRef,
   type StoredVersion,
+  stagingContext,
 } from '../domain/issuance';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import { PlatformError, type PlatformClient } from '../platform/client';
@@ -40,11 +41,6 @@ export interface IssuanceActivityDeps {
   };
   /** test-only seams (the fault tests pause a worker between encrypt and store, then SIGKILL it) */
   hooks?: { beforeStore?: (issuanceId: string) => Promise<void> };
-}
-
-/** The outer-layer context of staged items: bound to the issuance so entries cannot be swapped. */
-export function stagingContext(issuanceId: string, itemId: string) {
-  return { recordId: `staging:${issuanceId}`, itemId };
 }
 
 const fail = (type: string, message: string) => ApplicationFailure.create({ type, message, nonRetryable: true });
@@ -123,11 +119,18 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
     return doc!;
   }
 
-  async function readStaged(issuanceId: string, itemId: string): Promise<Buffer> {
-    const sealed = await staging.read(issuanceId, itemId);
-    if (!sealed) throw fail(IssuanceFailureType.StagingMissing, `staged item ${itemId} is gone (expired or shredded)`);
-    return openOuter(managedKeyring, sealed, stagingContext(issuanceId, itemId));
+  const stagingGone = (itemId: string) =>
+    fail(IssuanceFailureType.StagingMissing, `staged item ${itemId} is gone (expired or shredded)`);
+
+  async function readSubject(issuanceId: string): Promise<Record<string, unknown>> {
+    const sealed = await staging.readSubject(issuanceId);
+    if (!sealed) throw stagingGone(STAGING_SUBJECT_ITEM_ID);
+    const plaintext = openOuter(managedKeyring, sealed, stagingContext(issuanceId, STAGING_SUBJECT_ITEM_ID));
+    return JSON.parse(plaintext.toString('utf8')) as Record<string, unknown>;
   }
+
+  /** Sealed packages are written in batches of about this many bytes (one insert per collection each). */
+  const PACKAGE_BATCH_BYTES = 16 * 1024 * 1024;
 
   return {
     /** `issue`: validate the client's key for its curve, or get one from the platform's issueCredential. */
@@ -140,12 +143,9 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       cakPublicKey?: string;
     }): Promise<{ cakPublicKey: string }> {
       await genuineIssuance(input);
-      await issuances.setStep(input.issuanceId, 'issue', 'running');
       let cakPublicKey = input.cakPublicKey;
       if (cakPublicKey === undefined) {
-        const subject = JSON.parse(
-          (await readStaged(input.issuanceId, STAGING_SUBJECT_ITEM_ID)).toString('utf8'),
-        ) as Record<string, unknown>;
+        const subject = await readSubject(input.issuanceId);
         const { token } = await deps.partnerTokens.mint({ scope: 'issue', userId: input.userId });
         try {
           ({ cakPublicKey } = await deps.platform.issueCredential({
@@ -177,29 +177,51 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       cakPublicKey: string;
       items: ItemDescriptor[];
     }): Promise<PackageRef[]> {
-      await issuances.setStep(input.issuanceId, 'encrypt', 'running');
       const publicKey = parseCakKey(input.cakPublicKey, input.curve);
+      // one query for where every entry's bytes are, then one read per inline row or GridFS chunk
+      const entries = new Map((await staging.entries(input.issuanceId)).map((e) => [e.itemId, e]));
       const refs: PackageRef[] = [];
+      let batch: { item: ItemDescriptor; sealed: Buffer }[] = [];
+      let batchBytes = 0;
+      const flush = async () => {
+        if (batch.length === 0) return;
+        const stored = await packages.putPendingMany(
+          input.issuanceId,
+          input.recordId,
+          batch.map(({ item, sealed }) => ({ itemId: item.itemId, sealed, keyId: outerKeyId(sealed) })),
+        );
+        batch.forEach(({ item, sealed }, i) =>
+          refs.push({
+            itemId: item.itemId,
+            kind: item.kind,
+            contentType: item.contentType,
+            packageId: packageIdFor(input.issuanceId, item.itemId),
+            size: stored[i]!.size,
+            sha256: stored[i]!.sha256,
+            curve: input.curve,
+            keyId: outerKeyId(sealed),
+            storage: stored[i]!.storage,
+          }),
+        );
+        batch = [];
+        batchBytes = 0;
+        Context.current().heartbeat(refs.length);
+      };
       for (const item of input.items) {
-        const plaintext = await readStaged(input.issuanceId, item.itemId);
+        const entry = entries.get(item.itemId);
+        const staged = entry && (await staging.readEntry(entry));
+        if (!staged) throw stagingGone(item.itemId);
+        const plaintext = openOuter(managedKeyring, staged, stagingContext(input.issuanceId, item.itemId));
         const inner = eciesEncrypt(publicKey, plaintext);
         plaintext.fill(0);
         const packageId = packageIdFor(input.issuanceId, item.itemId);
         const sealed = sealOuter(managedKeyring, inner, { recordId: input.recordId, itemId: packageId });
-        const stored = await packages.putPending(input.issuanceId, input.recordId, item.itemId, sealed);
-        refs.push({
-          itemId: item.itemId,
-          kind: item.kind,
-          contentType: item.contentType,
-          packageId,
-          size: stored.size,
-          sha256: stored.sha256,
-          curve: input.curve,
-          keyId: outerKeyId(sealed),
-          storage: stored.storage,
-        });
+        if (batchBytes > 0 && batchBytes + sealed.length > PACKAGE_BATCH_BYTES) await flush();
+        batch.push({ item, sealed });
+        batchBytes += sealed.length;
         Context.current().heartbeat(item.itemId);
       }
+      await flush();
       await issuances.setStep(input.issuanceId, 'encrypt', 'completed');
       return refs;
     },
@@ -219,15 +241,17 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
       }
       const heartbeat = () => Context.current().heartbeat();
-      await issuances.setStep(input.issuanceId, 'store', 'running');
       heartbeat();
-      const present = await packages.count({ issuanceId: input.issuanceId });
-      if (present < input.packages.length) {
-        throw fail(IssuanceFailureType.StagingMissing, 'encrypted packages are gone (swept after the staging TTL)');
-      }
       const version = await records.addVersion(identity, input.issuanceId, input.packages);
       heartbeat();
-      await packages.commit(input.issuanceId);
+      // Committing counts the packages: fewer than the run encrypted means the sweep took some (the
+      // run outlived the staging TTL). The version must not stay pointing at them.
+      const present = await packages.commit(input.issuanceId);
+      if (present < input.packages.length) {
+        await records.deleteVersions([input.issuanceId]);
+        await packages.deleteForIssuances([input.issuanceId]);
+        throw fail(IssuanceFailureType.StagingMissing, 'encrypted packages are gone (swept after the staging TTL)');
+      }
       try {
         await records.promote(identity, version.version);
       } catch (err) {
@@ -243,10 +267,14 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         }
       }
       heartbeat();
-      const superseded = await records.versionsBeyond(input.identity.recordId, settings.recordVersionsKept);
-      if (superseded.length > 0) {
-        await packages.deleteForIssuances(superseded);
-        await records.deleteVersions(superseded);
+      // A version takes the number after the newest one there, so while this one's number is at most
+      // `kept` there are at most `kept` versions up to it; a higher-numbered issuance trims when it stores.
+      if (version.version > settings.recordVersionsKept) {
+        const superseded = await records.versionsBeyond(input.identity.recordId, settings.recordVersionsKept);
+        if (superseded.length > 0) {
+          await packages.deleteForIssuances(superseded);
+          await records.deleteVersions(superseded);
+        }
       }
       await issuances.setStep(input.issuanceId, 'store', 'completed', { version: version.version });
       return { recordId: input.identity.recordId, version: version.version, issuanceId: input.issuanceId };

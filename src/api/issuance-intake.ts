@@ -1,13 +1,12 @@
 import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { TypedSearchAttributes, WorkflowIdReusePolicy } from '@temporalio/common';
+import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { Db } from 'mongodb';
 import { CryptoError, parsePublicKey } from '../crypto/keys';
 import type { Keyring } from '../crypto/keyring';
 import { createOuterSealer, sealOuter } from '../crypto/outer-layer';
-import { stagingContext } from '../activities/issuance';
 import { AppError } from '../domain/errors';
 import { cakKeyFingerprint, issuanceIdFor, issuanceWorkflowId, recordIdFor } from '../domain/ids';
-import { FIELDS_ITEM_KIND, type IssuanceInput, type ItemDescriptor } from '../domain/issuance';
+import { FIELDS_ITEM_KIND, stagingContext, type IssuanceInput, type ItemDescriptor } from '../domain/issuance';
 import { canonicalJson } from '../domain/safe-json';
 import { requestFingerprint, type IssuanceRequest, type StagedFile } from '../domain/issuance-request';
 import type { ClientScope } from '../config';
@@ -15,32 +14,12 @@ import type { SchemaRegistry } from '../routing/schema-registry';
 import { recordsRepository } from '../storage/records';
 import { issuancesRepository, type IssuanceDoc } from '../storage/issuances';
 import { STAGING_SUBJECT_ITEM_ID, stagingRepository } from '../storage/staging';
-import { CakIssuerDid, CakSchemaId, CakUserId } from '../temporal/search-attributes';
-import { issuanceWorkflow } from '../workflows/issuance';
+import { startIssuanceRun } from '../temporal/issuance-start';
 
 /**
  * The start request of an issuance run: its id and the searchable (pseudonymous) ids. The first
  * start rejects any earlier run of the id; an operator's retry (src/operations) allows only a failed one.
  */
-export function issuanceStartOptions(
-  doc: IssuanceDoc,
-  taskQueue: string,
-  input: IssuanceInput,
-  workflowIdReusePolicy: WorkflowIdReusePolicy,
-) {
-  return {
-    taskQueue,
-    workflowId: doc.workflowId,
-    args: [input] as [IssuanceInput],
-    workflowIdReusePolicy,
-    typedSearchAttributes: new TypedSearchAttributes([
-      { key: CakUserId, value: doc.userId },
-      { key: CakSchemaId, value: doc.schemaId },
-      { key: CakIssuerDid, value: doc.issuerDid },
-    ]),
-  };
-}
-
 export interface IntakeDeps {
   db: Db;
   /** the issuer DIDs this deployment serves (ISSUER_DIDS) */
@@ -154,19 +133,38 @@ export function issuanceIntake(deps: IntakeDeps) {
     return items;
   }
 
+  /**
+   * Stages the subject and the items: those the request carries with one insert per collection
+   * (`putMany`; a re-stage over an earlier attempt overwrites one by one), streamed ones by linking
+   * the bytes they were streamed into.
+   */
   async function stage(issuanceId: string, request: IssuanceRequest, items: Item[]) {
-    const put = (itemId: string, role: 'item' | 'subject', bytes: Uint8Array) =>
-      staging.put(
-        issuanceId,
-        itemId,
-        role,
-        sealOuter(deps.managedKeyring, bytes, stagingContext(issuanceId, itemId)),
-        deps.stagingTtlMs,
-      );
-    await put(STAGING_SUBJECT_ITEM_ID, 'subject', Buffer.from(JSON.stringify(request.credentialSubject), 'utf8'));
+    const seal = (itemId: string, bytes: Uint8Array) =>
+      sealOuter(deps.managedKeyring, bytes, stagingContext(issuanceId, itemId));
+    await staging.putMany(
+      issuanceId,
+      [
+        {
+          itemId: STAGING_SUBJECT_ITEM_ID,
+          role: 'subject' as const,
+          sealed: seal(STAGING_SUBJECT_ITEM_ID, Buffer.from(JSON.stringify(request.credentialSubject), 'utf8')),
+        },
+        ...items.flatMap((item) =>
+          'bytes' in item
+            ? [
+                {
+                  itemId: item.descriptor.itemId,
+                  role: 'item' as const,
+                  sealed: seal(item.descriptor.itemId, item.bytes),
+                },
+              ]
+            : [],
+        ),
+      ],
+      deps.stagingTtlMs,
+    );
     for (const item of items) {
-      if ('bytes' in item) await put(item.descriptor.itemId, 'item', item.bytes);
-      else
+      if (!('bytes' in item))
         await staging.link(
           issuanceId,
           item.descriptor.itemId,
@@ -263,10 +261,7 @@ export function issuanceIntake(deps: IntakeDeps) {
       items: doc.items,
     };
     try {
-      await deps.temporal.workflow.start(
-        issuanceWorkflow,
-        issuanceStartOptions(doc, deps.taskQueue, input, WorkflowIdReusePolicy.REJECT_DUPLICATE),
-      );
+      await startIssuanceRun(deps.temporal, doc, deps.taskQueue, input, WorkflowIdReusePolicy.REJECT_DUPLICATE);
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) return; // an earlier attempt started it
       throw err;

@@ -138,7 +138,7 @@ export async function rewrapPackages(
         report.rewrapped += 1;
         return;
       }
-      const stored = await packages.replaceSealed(doc._id, rewrapped);
+      const stored = await packages.replaceSealed(doc._id, rewrapped, active);
       if (!stored) {
         report.vanished += 1;
         return;

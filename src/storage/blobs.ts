@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { Binary, type Db, type Filter } from 'mongodb';
+import { Binary, type AnyBulkWriteOperation, type Db, type Filter } from 'mongodb';
+import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
 
 /**
  * Byte storage shared by the staging and packages collections. Each blob has a small metadata
@@ -13,6 +14,13 @@ import { Binary, type Db, type Filter } from 'mongodb';
  * Writes are idempotent and ordered so a crash leaves nothing a reader can see half-written: the
  * GridFS files document first (so every chunk is reachable for cleanup), then the chunks, then the
  * metadata document last. A repeat overwrites the same ids and trims what the earlier write had more.
+ *
+ * Round trips: `putMany` writes any number of blobs with one insert per collection (files, chunks,
+ * inline rows, metadata; a blob written before falls back to the one-by-one `put`); a blob whose
+ * metadata is at hand is read with one `find` per inline row or GridFS chunk (the chunk count comes
+ * from its size, not from its files document); `deleteWhere` deletes with one multi-statement
+ * `delete` command per collection, each statement an `_id` equality (no `$in`, which FerretDB v1
+ * answers by scanning the collection, bytes included).
  */
 
 export interface BlobMeta {
@@ -23,6 +31,23 @@ export interface BlobMeta {
   storage: 'inline' | 'gridfs';
   /** where the bytes live when not under `_id`: a streamed write (`streamedBytesId`), linked once accepted */
   bytesId?: string;
+}
+
+/** One blob of a `putMany`. */
+export interface BlobWrite<T extends BlobMeta> {
+  id: string;
+  bytes: Uint8Array;
+  fields: Omit<T, keyof BlobMeta>;
+}
+
+/** What a metadata document says about where its bytes are (enough to read or delete them). */
+export type BlobLocation = Pick<BlobMeta, '_id' | 'size' | 'storage' | 'bytesId'>;
+
+/** Every write of a batch was refused as a duplicate key (unordered, or the first of an ordered one). */
+function isDuplicateWrite(err: unknown): boolean {
+  if (isDuplicateKey(err)) return true;
+  const writeErrors = (err as { writeErrors?: { code?: unknown }[] }).writeErrors;
+  return !!writeErrors?.length && writeErrors.every((e) => e.code === DUPLICATE_KEY_CODE);
 }
 
 /** A write streamed into GridFS whose first bytes come last (see `openStream`). */
@@ -104,16 +129,52 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     if (previous) await deleteChunks(fileId, count, chunkCount(previous.length, previous.chunkSize));
   }
 
-  async function readGridFs(fileId: string): Promise<Buffer | undefined> {
-    const file = await files.findOne({ _id: fileId });
-    if (!file) return undefined;
+  /**
+   * The bytes of GridFS file `fileId` of `length` bytes (from the blob's metadata: every file here
+   * has CHUNK_BYTES chunks), read by chunk id only. Undefined when its first chunk is gone.
+   */
+  async function readGridFs(fileId: string, length: number): Promise<Buffer | undefined> {
     const parts: Buffer[] = [];
-    for (let n = 0; n < chunkCount(file.length, file.chunkSize); n += 1) {
+    for (let n = 0; n < chunkCount(length, CHUNK_BYTES); n += 1) {
       const chunk = await chunks.findOne({ _id: chunkId(fileId, n) });
-      if (!chunk) throw new Error(`blob ${fileId}: chunk ${n} missing`);
+      if (!chunk) {
+        if (n === 0) return undefined;
+        throw new Error(`blob ${fileId}: chunk ${n} missing`);
+      }
       parts.push(Buffer.from(chunk.data.buffer));
     }
-    return Buffer.concat(parts);
+    const bytes = Buffer.concat(parts);
+    if (bytes.length !== length) throw new Error(`blob ${fileId}: ${bytes.length} bytes, not ${length}`);
+    return bytes;
+  }
+
+  async function readAt(doc: BlobLocation): Promise<Buffer | undefined> {
+    if (doc.storage === 'gridfs') return readGridFs(doc.bytesId ?? doc._id, doc.size);
+    const row = await inline.findOne({ _id: doc._id });
+    return row ? Buffer.from(row.data.buffer) : undefined;
+  }
+
+  /**
+   * Deletes the bytes of each blob where its metadata says they are (one multi-statement `delete`
+   * per collection, every statement an `_id` equality), then the metadata documents. (A `put` that
+   * crashed between writing a blob in its new form and deleting the old form leaves the old bytes
+   * behind; such a rewrite happens only when a retry crosses the threshold.)
+   */
+  async function deleteAt(docs: BlobLocation[]): Promise<void> {
+    if (docs.length === 0) return;
+    const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
+      [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
+    const small = docs.filter((d) => d.storage !== 'gridfs');
+    const big = docs.filter((d) => d.storage === 'gridfs');
+    if (small.length > 0) await inline.bulkWrite(del(small.map((d) => d._id)), { ordered: false });
+    if (big.length > 0) {
+      const chunkIds = big.flatMap((d) =>
+        Array.from({ length: chunkCount(d.size, CHUNK_BYTES) }, (_, n) => chunkId(d.bytesId ?? d._id, n)),
+      );
+      await chunks.bulkWrite(del(chunkIds), { ordered: false });
+      await files.bulkWrite(del(big.map((d) => d.bytesId ?? d._id)), { ordered: false });
+    }
+    await meta.bulkWrite(del<T>(docs.map((d) => d._id)), { ordered: false });
   }
 
   /**
@@ -197,23 +258,78 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     await deleteGridFs(id);
   }
 
+  /** Writes (or rewrites) the bytes and their metadata document; returns what was recorded. */
+  async function put(id: string, bytes: Uint8Array, fields: Omit<T, keyof BlobMeta>): Promise<BlobMeta> {
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const gridfs = bytes.length >= options.thresholdBytes;
+    const previous = await bytesIdOf(id);
+    if (gridfs) await writeGridFs(id, bytes);
+    else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
+    const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
+    await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
+    // a retry may have crossed the threshold the other way
+    if (gridfs) await inline.deleteOne({ _id: id });
+    else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
+    if (previous !== undefined && previous !== id) await deleteGridFs(previous);
+    return record;
+  }
+
   return {
     collection: meta,
 
-    /** Writes (or rewrites) the bytes and their metadata document; returns what was recorded. */
-    async put(id: string, bytes: Uint8Array, fields: Omit<T, keyof BlobMeta>): Promise<BlobMeta> {
-      const sha256 = createHash('sha256').update(bytes).digest('hex');
-      const gridfs = bytes.length >= options.thresholdBytes;
-      const previous = await bytesIdOf(id);
-      if (gridfs) await writeGridFs(id, bytes);
-      else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
-      const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
-      await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
-      // a retry may have crossed the threshold the other way
-      if (gridfs) await inline.deleteOne({ _id: id });
-      else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
-      if (previous !== undefined && previous !== id) await deleteGridFs(previous);
-      return record;
+    put,
+
+    /**
+     * Writes blobs none of which exists yet with one insert per collection: GridFS files documents,
+     * then their chunks, then inline rows, then the metadata documents (last, as in `put`). When one
+     * of them exists already (a retry, a re-staged request), every blob is written again one by one
+     * with `put`, which overwrites and trims what is there.
+     */
+    async putMany(entries: BlobWrite<T>[]): Promise<BlobMeta[]> {
+      const now = new Date();
+      const planned = entries.map((e) => {
+        const record: BlobMeta = {
+          _id: e.id,
+          size: e.bytes.length,
+          sha256: createHash('sha256').update(e.bytes).digest('hex'),
+          storage: e.bytes.length >= options.thresholdBytes ? 'gridfs' : 'inline',
+        };
+        return { e, record };
+      });
+      const big = planned.filter((p) => p.record.storage === 'gridfs');
+      const small = planned.filter((p) => p.record.storage === 'inline');
+      try {
+        if (big.length > 0) {
+          await files.insertMany(
+            big.map(({ e }) => ({
+              _id: e.id,
+              length: e.bytes.length,
+              chunkSize: CHUNK_BYTES,
+              uploadDate: now,
+              filename: e.id,
+            })),
+          );
+          await chunks.insertMany(
+            big.flatMap(({ e }) =>
+              Array.from({ length: chunkCount(e.bytes.length, CHUNK_BYTES) }, (_, n) => ({
+                _id: chunkId(e.id, n),
+                files_id: e.id,
+                n,
+                data: new Binary(e.bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)),
+              })),
+            ),
+          );
+        }
+        if (small.length > 0) await inline.insertMany(small.map(({ e }) => ({ _id: e.id, data: new Binary(e.bytes) })));
+        if (planned.length > 0)
+          await meta.insertMany(planned.map(({ e, record }) => ({ ...e.fields, ...record }) as unknown as T) as never);
+        return planned.map((p) => p.record);
+      } catch (err) {
+        if (!isDuplicateWrite(err)) throw err;
+        const written: BlobMeta[] = [];
+        for (const { e } of planned) written.push(await put(e.id, e.bytes, e.fields));
+        return written;
+      }
     },
 
     openStream,
@@ -230,24 +346,34 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
 
     async read(id: string): Promise<Buffer | undefined> {
       const doc = (await meta.findOne({ _id: id } as Filter<T>)) as BlobMeta | null;
-      if (!doc) return undefined;
-      if (doc.storage === 'gridfs') return readGridFs(doc.bytesId ?? id);
-      const row = await inline.findOne({ _id: id });
-      return row ? Buffer.from(row.data.buffer) : undefined;
+      return doc ? readAt(doc) : undefined;
     },
+
+    /**
+     * Reads a blob expected to be inline by its row alone (one round trip), else as `read` does.
+     * The row is written whole and before its metadata, and deleted before it, so it is the blob.
+     */
+    async readInlineFirst(id: string): Promise<Buffer | undefined> {
+      const row = await inline.findOne({ _id: id });
+      if (row) return Buffer.from(row.data.buffer);
+      const doc = (await meta.findOne({ _id: id } as Filter<T>)) as BlobMeta | null;
+      return doc ? readAt(doc) : undefined;
+    },
+
+    /** Reads a blob whose metadata document is at hand (e.g. from `find`), without reading it again. */
+    readAt,
 
     /** Deletes every blob matching the filter, bytes first; returns how many metadata documents went. */
     async deleteWhere(filter: Filter<T>): Promise<number> {
-      const docs = (await meta.find(filter, { projection: { _id: 1, bytesId: 1 } }).toArray()) as unknown as {
-        _id: string;
-        bytesId?: string;
-      }[];
-      for (const doc of docs) {
-        await deleteBytes(doc.bytesId ?? doc._id);
-        await meta.deleteOne({ _id: doc._id } as Filter<T>);
-      }
+      const docs = (await meta
+        .find(filter, { projection: { _id: 1, bytesId: 1, storage: 1, size: 1 } })
+        .toArray()) as unknown as BlobLocation[];
+      await deleteAt(docs);
       return docs.length;
     },
+
+    /** Deletes blobs whose metadata documents are at hand (e.g. from `find`), bytes first. */
+    deleteAt,
 
     /** Bytes whose metadata document was never written (a crash mid-put), older than `before`. */
     async deleteOrphans(before: Date): Promise<number> {

@@ -88,8 +88,10 @@ export function issuancesRepository(db: Db) {
       extra: { version?: number } = {},
     ): Promise<void> {
       const now = new Date();
+      // The worker writes each step once, when it completes (src/activities/issuance.ts): the issue
+      // step's completion is when the run is `running`; the status route shows the next step as running.
       const status: IssuanceStatus | undefined =
-        state === 'running' && step === 'issue'
+        (state === 'running' || state === 'completed') && step === 'issue'
           ? 'running'
           : state === 'completed' && step === 'store'
             ? 'stored'

@@ -1,5 +1,4 @@
 import type { Db } from 'mongodb';
-import { outerKeyId } from '../crypto/outer-layer';
 import { blobStore, type BlobMeta } from './blobs';
 
 /**
@@ -26,15 +25,23 @@ export function packageIdFor(issuanceId: string, itemId: string): string {
 export function packagesRepository(db: Db, thresholdBytes: number) {
   const blobs = blobStore<PackageDoc>(db, { collection: 'packages', bucket: 'packageBlobs', thresholdBytes });
   return {
-    async putPending(issuanceId: string, recordId: string, itemId: string, sealed: Uint8Array): Promise<BlobMeta> {
-      return blobs.put(packageIdFor(issuanceId, itemId), sealed, {
-        issuanceId,
-        recordId,
-        itemId,
-        state: 'pending',
-        keyId: outerKeyId(sealed),
-        createdAt: new Date(),
-      });
+    /**
+     * Writes pending packages of an issuance with one insert per collection (see `BlobStore.putMany`);
+     * `keyId`: the managed key the caller sealed each under.
+     */
+    async putPendingMany(
+      issuanceId: string,
+      recordId: string,
+      items: { itemId: string; sealed: Uint8Array; keyId: string }[],
+    ): Promise<BlobMeta[]> {
+      const createdAt = new Date();
+      return blobs.putMany(
+        items.map(({ itemId, sealed, keyId }) => ({
+          id: packageIdFor(issuanceId, itemId),
+          bytes: sealed,
+          fields: { issuanceId, recordId, itemId, state: 'pending', keyId, createdAt },
+        })),
+      );
     },
     /** Metadata of packages after `afterId` in `_id` order (a resumable walk over every package). */
     page: (afterId: string | undefined, limit: number) =>
@@ -47,7 +54,7 @@ export function packagesRepository(db: Db, thresholdBytes: number) {
      * Replaces a package's bytes with a rewrap of them (same record, item and state), unless the
      * package was deleted meanwhile (superseded by a newer version); returns what was recorded.
      */
-    async replaceSealed(packageId: string, sealed: Uint8Array): Promise<BlobMeta | undefined> {
+    async replaceSealed(packageId: string, sealed: Uint8Array, keyId: string): Promise<BlobMeta | undefined> {
       const current = await blobs.collection.findOne({ _id: packageId });
       if (!current) return undefined;
       const { issuanceId, recordId, itemId, state, createdAt } = current;
@@ -57,7 +64,7 @@ export function packagesRepository(db: Db, thresholdBytes: number) {
         itemId,
         state,
         createdAt,
-        keyId: outerKeyId(sealed),
+        keyId,
       });
     },
     /** Records the key id of a package written before key ids were recorded. */
@@ -67,8 +74,10 @@ export function packagesRepository(db: Db, thresholdBytes: number) {
     /** Deletes one package (bytes first). */
     remove: (packageId: string) => blobs.deleteWhere({ _id: packageId }),
     read: (packageId: string) => blobs.read(packageId),
-    async commit(issuanceId: string): Promise<void> {
-      await blobs.collection.updateMany({ issuanceId }, { $set: { state: 'committed' } });
+    /** Commits the packages of an issuance; returns how many it has (committed now or before). */
+    async commit(issuanceId: string): Promise<number> {
+      const { matchedCount } = await blobs.collection.updateMany({ issuanceId }, { $set: { state: 'committed' } });
+      return matchedCount;
     },
     /** Deletes the pending packages of an issuance that will not be stored. */
     discardPending: (issuanceId: string) => blobs.deleteWhere({ issuanceId, state: 'pending' }),

@@ -64,14 +64,17 @@ export function recordsRepository(db: Db) {
     records,
     versions,
 
-    /** Adds the version for this issuance (or finds the one a previous attempt added). */
+    /**
+     * Adds the version for this issuance, numbered after the newest one, or finds the one a previous
+     * attempt added (its insert collides on `_id`): two round trips when nothing is in the way. The
+     * number comes from the versions themselves, never from the record's `currentVersion` (a slot a
+     * failed issuance freed would hand a later issuance a number below one stored before it).
+     */
     async addVersion(
       identity: RecordIdentity,
       issuanceId: string,
       manifest: ManifestEntry[],
     ): Promise<RecordVersionDoc> {
-      const existing = await versions.findOne({ _id: issuanceId });
-      if (existing) return existing;
       const [latest] = await versions
         .find({ recordId: identity.recordId }, { projection: { version: 1 } })
         .sort({ version: -1 })
@@ -90,7 +93,7 @@ export function recordsRepository(db: Db) {
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
         const mine = await versions.findOne({ _id: issuanceId });
-        if (mine) return mine; // a concurrent attempt of this same issuance won
+        if (mine) return mine; // a previous (or concurrent) attempt of this same issuance added it
         throw new VersionConflictError(identity.recordId, doc.version);
       }
     },

@@ -1,5 +1,5 @@
 import type { Db } from 'mongodb';
-import { blobStore, streamedBytesId, type BlobMeta, type BlobStream } from './blobs';
+import { blobStore, streamedBytesId, type BlobLocation, type BlobMeta, type BlobStream } from './blobs';
 
 /**
  * The `staging` collection (+ `stagingBlobs` GridFS bucket): raw items and the credentialSubject of
@@ -38,6 +38,22 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
         expiresAt: new Date(now.getTime() + ttlMs),
       });
     },
+    /** Stages several sealed entries with one insert per collection (see `BlobStore.putMany`). */
+    async putMany(
+      issuanceId: string,
+      entries: { itemId: string; role: StagingDoc['role']; sealed: Uint8Array }[],
+      ttlMs: number,
+    ): Promise<void> {
+      const now = new Date();
+      const expiresAt = new Date(now.getTime() + ttlMs);
+      await blobs.putMany(
+        entries.map((e) => ({
+          id: idOf(issuanceId, e.itemId),
+          bytes: e.sealed,
+          fields: { issuanceId, itemId: e.itemId, role: e.role, createdAt: now, expiresAt },
+        })),
+      );
+    },
     /**
      * A sealed item streamed in before its issuance is accepted: bytes only, under an id of their own,
      * invisible to readers until `link` makes them the entry (or `BlobStream.abort` deletes them).
@@ -61,6 +77,15 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
       });
     },
     read: (issuanceId: string, itemId: string) => blobs.read(idOf(issuanceId, itemId)),
+    /** The credentialSubject: small, so usually one read of its inline row. */
+    readSubject: (issuanceId: string) => blobs.readInlineFirst(idOf(issuanceId, STAGING_SUBJECT_ITEM_ID)),
+    /** The metadata of every entry of an issuance (one query, on the small metadata documents only). */
+    entries: (issuanceId: string) =>
+      blobs.collection
+        .find({ issuanceId }, { projection: { _id: 1, itemId: 1, size: 1, storage: 1, bytesId: 1 } })
+        .toArray() as Promise<(BlobLocation & Pick<StagingDoc, 'itemId'>)[]>,
+    /** The sealed bytes of an entry listed by `entries`. */
+    readEntry: (entry: BlobLocation) => blobs.readAt(entry),
     shred: (issuanceId: string) => blobs.deleteWhere({ issuanceId }),
     count: (issuanceId?: string) => blobs.collection.countDocuments(issuanceId ? { issuanceId } : {}),
     /** Deletes every entry past its expiry, and GridFS bytes orphaned by a crash; returns entries deleted. */
