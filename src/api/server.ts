@@ -6,7 +6,7 @@ import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
 import { createLogger } from '../observability/logger';
 import { ensureIssuanceIndexes } from '../storage/indexes';
-import { pingDatabase } from '../storage/mongo';
+import { pingDatabase, watchMonitor } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
 import { createApp } from './app';
 import { answerClientErrors } from './errors';
@@ -48,6 +48,14 @@ export interface ApiOptions {
 export async function startApi(config: Config, options: ApiOptions = {}): Promise<ApiHandle> {
   const log = createLogger({ level: config.LOG_LEVEL, name: 'api' });
   const mongo = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 2_000, appName: 'cak-issuer-api' });
+  // A client whose server monitor went silent never recovers by itself (src/storage/mongo.ts): drain
+  // and exit 1, for the supervisor to start a fresh instance.
+  const monitorWatch = watchMonitor(mongo, (silentMs) => {
+    clearInterval(monitorWatch);
+    log.error({ silentMs }, 'database client stalled (its server monitor went silent); stopping for a restart');
+    process.exitCode = 1;
+    process.kill(process.pid, 'SIGTERM');
+  });
   const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, connectTimeout: 2_000 });
   // Payloads (workflow inputs) are encrypted with the codec keyring, like the worker's and the CLI's.
   const codecKeyring = parseKeyring(config.CAK_CODEC_KEYS);
@@ -90,6 +98,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   });
   const metricsListener = metricsServer(metrics);
   const release = async () => {
+    clearInterval(monitorWatch);
     metrics.gauges.stop();
     await new Promise<void>((resolve) => {
       if (!metricsListener.listening) return resolve();
@@ -161,7 +170,7 @@ if (require.main === module) {
       // close() is idempotent: a second signal (Ctrl-C under `npm start` arrives twice) joins the first stop.
       const stop = () =>
         void api.close().then(
-          () => process.exit(0),
+          () => process.exit(process.exitCode ?? 0),
           (err: unknown) => {
             process.stderr.write(`api stop failed: ${err instanceof Error ? err.stack : String(err)}\n`);
             process.exit(1);

@@ -17,14 +17,50 @@ export interface Database {
  * One MongoClient per process. Short server-selection timeout so a database outage surfaces as an
  * error quickly (activities retry it; the API reports it on /readyz) instead of hanging requests.
  */
-export async function connectDatabase(uri: string, dbName: string): Promise<Database> {
+export async function connectDatabase(
+  uri: string,
+  dbName: string,
+  options: { onMonitorStall?: (silentMs: number) => void } = {},
+): Promise<Database> {
   const client = new MongoClient(uri, {
     serverSelectionTimeoutMS: 5_000,
     connectTimeoutMS: 5_000,
     appName: 'cak-issuer',
   });
   await client.connect();
-  return { client, db: client.db(dbName), close: () => client.close() };
+  const watchdog = options.onMonitorStall ? watchMonitor(client, options.onMonitorStall) : undefined;
+  return {
+    client,
+    db: client.db(dbName),
+    close: () => {
+      if (watchdog) clearInterval(watchdog);
+      return client.close();
+    },
+  };
+}
+
+/** How long the driver's server monitor may stay silent (it reports every 10 s, up or down). */
+export const MONITOR_STALL_MS = 60_000;
+
+/**
+ * The driver checks the server every 10 s (sooner while an operation waits for it) and reports each
+ * check, whether the server answered or not. Once, after a database restart, a worker's monitor
+ * stopped checking for good: every query failed server selection while the database was back (a
+ * fresh client connected at once: the monitor's check was waiting on a connection already closed).
+ * Silence for MONITOR_STALL_MS is that state; `onStall` decides.
+ */
+export function watchMonitor(client: MongoClient, onStall: (silentMs: number) => void): NodeJS.Timeout {
+  let lastReport: number | undefined; // a lazy client's monitor starts with its first operation
+  const heard = () => (lastReport = Date.now());
+  client.on('serverHeartbeatStarted', heard);
+  client.on('serverHeartbeatSucceeded', heard);
+  client.on('serverHeartbeatFailed', heard);
+  const timer = setInterval(() => {
+    const silentMs = lastReport === undefined ? 0 : Date.now() - lastReport;
+    if (silentMs >= MONITOR_STALL_MS) onStall(silentMs);
+  }, 5_000);
+  timer.unref();
+  return timer;
 }
 
 /** The database is down or unreachable (as opposed to refusing a query): worth a 503 and a retry. */

@@ -31,9 +31,13 @@ export async function createWorker(
     issuanceHooks?: IssuanceActivityDeps['hooks'];
     /** counts failed activity attempts */
     metrics?: Metrics;
+    /** the database client's server monitor went silent (src/storage/mongo.ts) */
+    onDatabaseStall?: (silentMs: number) => void;
   } = {},
 ): Promise<WorkerHandle> {
-  const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
+  const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB, {
+    ...(overrides.onDatabaseStall ? { onMonitorStall: overrides.onDatabaseStall } : {}),
+  });
   await ensureIssuanceIndexes(database.db);
   const deps = activityDepsFrom(config);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
@@ -80,7 +84,19 @@ async function main(): Promise<void> {
         }
       : {}),
   });
-  const { worker, close } = await createWorker(config, { metrics });
+  let stalled = false;
+  const { worker, close } = await createWorker(config, {
+    metrics,
+    // A client that stopped checking the database never recovers by itself: stop, and let the
+    // supervisor (compose `restart`, the orchestrator) start a fresh worker. Activities are retried.
+    onDatabaseStall: (silentMs) => {
+      if (stalled) return;
+      stalled = true;
+      log.error({ silentMs }, 'database client stalled (its server monitor went silent); stopping for a restart');
+      process.exitCode = 1;
+      worker.shutdown();
+    },
+  });
   const client = await connectTemporalClient(
     config.TEMPORAL_ADDRESS,
     config.TEMPORAL_NAMESPACE,

@@ -7,6 +7,7 @@ import { startDatabase, stopService, type Paths } from '../../scripts/lib/local-
 import { recordsRepository } from '../../src/storage/records';
 import { stagingRepository } from '../../src/storage/staging';
 import { ensureStagingSweepSchedule } from '../../src/workers/schedules';
+import { eventually } from '../support/eventually';
 import { uniqueId } from '../support/temporal';
 import {
   API_KEY_HEADER,
@@ -81,10 +82,14 @@ describe('issuance under faults', () => {
       let exited = false;
       child.once('exit', () => (exited = true));
       const issuanceId = await postIssuance(system, uniqueId('kill'));
-      while (!existsSync(pauseFile)) {
-        if (exited) throw new Error('the worker child process exited before pausing (see its stderr above)');
-        await sleep(100);
-      }
+      await eventually(
+        () => {
+          if (exited) throw new Error('the worker child process exited before pausing (see its stderr above)');
+          return existsSync(pauseFile);
+        },
+        (paused) => paused,
+        { what: `the worker child to pause before store (${pauseFile})`, timeoutMs: 120_000, intervalMs: 100 },
+      );
       const gone = new Promise((r) => child!.once('exit', r));
       child.kill('SIGKILL');
       await gone;
@@ -121,6 +126,7 @@ describe('issuance under faults', () => {
         beforeStore: async () => {
           if (outage) return;
           await stopService(paths, 'fault-db');
+          // The 10 s outage is the fault under test (longer than the driver's 5 s server selection), not a wait.
           outage = sleep(10_000).then(async () => {
             await startDatabase(paths, { port, name: 'fault-db' }, say);
           });
@@ -153,10 +159,21 @@ describe('issuance under faults', () => {
         intervalSeconds: 1,
         scheduleId,
       });
+      // a schedule belongs to the namespace: the last worker to start points it at its task queue
       expect(
         (await ensureStagingSweepSchedule(system.client, { taskQueue: 'x', intervalSeconds: 1, scheduleId })).created,
       ).toBe(false);
-      while ((await staging.count('iss_dead-run')) > 0) await sleep(250);
+      expect((await system.client.schedule.getHandle(scheduleId).describe()).action).toMatchObject({ taskQueue: 'x' });
+      const taskQueue = system.config.TEMPORAL_TASK_QUEUE;
+      expect(
+        (await ensureStagingSweepSchedule(system.client, { taskQueue, intervalSeconds: 1, scheduleId })).created,
+      ).toBe(false);
+      expect((await system.client.schedule.getHandle(scheduleId).describe()).action).toMatchObject({ taskQueue });
+      await eventually(
+        () => staging.count('iss_dead-run'),
+        (left) => left === 0,
+        { what: "the sweep to delete the dead run's staging", timeoutMs: 60_000, intervalMs: 250 },
+      );
       expect(await system.db.collection('stagingBlobs.files').countDocuments({})).toBe(0);
     } finally {
       await system.client.schedule
