@@ -1,8 +1,7 @@
 import type { Db } from 'mongodb';
 import type { Config } from '../config';
-import { parseKeyring } from '../crypto/keyring';
 import { platformFromConfig } from '../platform';
-import { loadSchemaRegistry } from '../routing/schema-registry';
+import { parsedOf, type Parsed } from '../resources';
 import { probesRepository } from '../storage/probes';
 import { createAuthorizationActivities, type AuthorizationActivityDeps } from './authorization';
 import { createIssuanceActivities, type IssuanceActivityDeps } from './issuance';
@@ -15,12 +14,18 @@ export interface ActivityDeps {
   authorization: Omit<AuthorizationActivityDeps, 'db'>;
 }
 
-/** The activities' dependencies as the worker builds them from configuration (the database aside). */
-export function activityDepsFrom(config: Config): Omit<ActivityDeps, 'db'> {
+/**
+ * The activities' dependencies as the worker builds them from configuration and its parsed resources
+ * (src/resources.ts; the database aside).
+ */
+export function activityDepsFrom(
+  config: Config,
+  { keyrings, registry }: Pick<Parsed, 'keyrings' | 'registry'> = parsedOf(config),
+): Omit<ActivityDeps, 'db'> {
   const { platform, partnerTokens } = platformFromConfig(config);
   return {
     issuance: {
-      managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
+      managedKeyring: keyrings.managed,
       idSecret: config.ID_HMAC_SECRET,
       platform,
       partnerTokens,
@@ -32,9 +37,9 @@ export function activityDepsFrom(config: Config): Omit<ActivityDeps, 'db'> {
       },
     },
     authorization: {
-      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS),
+      registry,
       idSecret: config.ID_HMAC_SECRET,
-      auditKeys: parseKeyring(config.CAK_AUDIT_KEYS),
+      auditKeys: keyrings.audit,
       notify: { defaultUrl: config.NOTIFY_URL, secret: config.NOTIFY_SECRET, timeoutMs: config.PLATFORM_TIMEOUT_MS },
     },
   };

@@ -1,17 +1,18 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from 'mongodb';
 import type { Config } from '../config';
-import { parseKeyring } from '../crypto/keyring';
+import type { Keyring } from '../crypto/keyring';
 import { openOuter } from '../crypto/outer-layer';
 import type { Logger } from '../observability/logger';
 import { temporalRedriver } from '../operations/authorizations';
 import { callbackSignatureVerifier } from '../platform/callback-signature';
-import { auditRepository, ensureAuditIndexes } from '../storage/audit';
+import { auditRepository } from '../storage/audit';
 import { authorizationsRepository } from '../storage/authorizations';
 import { inboxRepository } from '../storage/inbox';
 import { recordIdFor } from '../domain/ids';
 import { toResolvedRoute } from '../routing/callback-routes';
-import { loadSchemaRegistry, type SchemaRegistry } from '../routing/schema-registry';
+import type { SchemaRegistry } from '../routing/schema-registry';
+import { parsedOf, type Parsed } from '../resources';
 import { packagesRepository } from '../storage/packages';
 import { recordsRepository } from '../storage/records';
 import { verifiersRepository } from '../storage/verifiers';
@@ -37,10 +38,14 @@ export const DEFAULT_RELAY: RelayOptions = { intervalMs: 1_000, maxBackoffMs: 30
 /** How long a callback waits for Temporal to take the start before it goes to the inbox. */
 export const START_TIMEOUT_MS = 3_000;
 
-export function packageSource(config: Config, db: Db, registry: SchemaRegistry): PackageSource {
+export function packageSource(
+  config: Config,
+  db: Db,
+  registry: SchemaRegistry,
+  managedKeyring: Keyring,
+): PackageSource {
   const records = recordsRepository(db);
   const packages = packagesRepository(db, config.GRIDFS_THRESHOLD_BYTES);
-  const keyring = parseKeyring(config.CAK_MANAGED_KEYS);
   return {
     recordIdFor(userId, schemaId) {
       // The callback names no issuer: the registry says which of our issuer DIDs issues the schema.
@@ -55,7 +60,7 @@ export function packageSource(config: Config, db: Db, registry: SchemaRegistry):
     },
     async openPackage(recordId, packageId) {
       const sealed = await packages.read(packageId);
-      return sealed ? openOuter(keyring, sealed, { recordId, itemId: packageId }) : undefined;
+      return sealed ? openOuter(managedKeyring, sealed, { recordId, itemId: packageId }) : undefined;
     },
   };
 }
@@ -66,10 +71,10 @@ export function authorizationApiDeps(
   temporal: Client,
   log: Logger,
   overrides: { startTimeoutMs?: number } = {},
+  { keyrings, registry }: Pick<Parsed, 'keyrings' | 'registry'> = parsedOf(config),
 ): AuthorizationApiDeps {
   const authorizations = authorizationsRepository(db);
-  const audit = auditRepository(db, parseKeyring(config.CAK_AUDIT_KEYS));
-  const registry = loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS);
+  const audit = auditRepository(db, keyrings.audit);
   const inbox = inboxRepository(db);
   const verifiers = verifiersRepository(db);
   const starter = authorizationStarter(temporal, {
@@ -95,7 +100,7 @@ export function authorizationApiDeps(
       authorizations,
       audit,
       verifiers,
-      packages: packageSource(config, db, registry),
+      packages: packageSource(config, db, registry, keyrings.managed),
       idSecret: config.ID_HMAC_SECRET,
       signedUrlSecret: config.SIGNED_URL_SECRET,
       signedUrlTtlSeconds: config.SIGNED_URL_TTL_SECONDS,
@@ -117,11 +122,4 @@ export function authorizationApiDeps(
       await deliveries.close();
     },
   };
-}
-
-/** Indexes the authorization pipeline relies on (idempotent). */
-export async function ensureAuthorizationIndexes(db: Db): Promise<void> {
-  await authorizationsRepository(db).ensureIndexes();
-  await ensureAuditIndexes(db);
-  await inboxRepository(db).collection.createIndex({ nextAttemptAt: 1 }, { name: 'by_next_attempt' });
 }

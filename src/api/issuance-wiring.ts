@@ -1,16 +1,23 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from 'mongodb';
 import { parseClientScopes, type Config } from '../config';
-import { parseKeyring } from '../crypto/keyring';
 import { platformFromConfig } from '../platform';
-import { loadSchemaRegistry } from '../routing/schema-registry';
+import { parsedOf, type Parsed } from '../resources';
 import { recordsRepository } from '../storage/records';
 import type { IssuanceApiDeps } from './app';
 import { parseApiKeys } from './auth';
 import { issuanceIntake } from './issuance-intake';
 
-/** The issuance routes' dependencies from config; `startApi` and the end-to-end tests share it. */
-export function issuanceApiDeps(config: Config, db: Db, temporal: Client): IssuanceApiDeps {
+/**
+ * The issuance routes' dependencies from config and the parsed resources (src/resources.ts);
+ * `startApi` and the end-to-end tests share it.
+ */
+export function issuanceApiDeps(
+  config: Config,
+  db: Db,
+  temporal: Client,
+  { keyrings, registry }: Pick<Parsed, 'keyrings' | 'registry'> = parsedOf(config),
+): IssuanceApiDeps {
   const { partnerKeys, partnerTokens } = platformFromConfig(config);
   return {
     clients: parseApiKeys(config.API_KEYS),
@@ -31,10 +38,10 @@ export function issuanceApiDeps(config: Config, db: Db, temporal: Client): Issua
       db,
       temporal,
       taskQueue: config.TEMPORAL_TASK_QUEUE,
-      registry: loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS),
+      registry,
       issuerDids: config.ISSUER_DIDS,
       scopes: parseClientScopes(config.API_CLIENT_SCOPES),
-      managedKeyring: parseKeyring(config.CAK_MANAGED_KEYS),
+      managedKeyring: keyrings.managed,
       idSecret: config.ID_HMAC_SECRET,
       stagingTtlMs: config.STAGING_TTL_SECONDS * 1000,
       gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,

@@ -1,19 +1,16 @@
 import { createServer, type Server } from 'node:http';
-import { Client, Connection } from '@temporalio/client';
-import { MongoClient } from 'mongodb';
 import { loadConfig, type Config } from '../config';
-import { parseKeyring } from '../crypto/keyring';
-import { dataConverterFor } from '../crypto/payload-codec';
 import { createLogger } from '../observability/logger';
-import { ensureIssuanceIndexes } from '../storage/indexes';
-import { pingDatabase, watchMonitor } from '../storage/mongo';
+import { openResources } from '../resources';
+import { ensureIndexes } from '../storage/indexes';
+import { pingDatabase } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
 import { createApp } from './app';
 import { answerClientErrors } from './errors';
 import { apiMetrics } from './metrics';
 import { metricsServer } from '../observability/metrics';
 import { deniedAccessLog } from './verifier';
-import { authorizationApiDeps, ensureAuthorizationIndexes } from './authorization-wiring';
+import { authorizationApiDeps } from './authorization-wiring';
 import type { RelayOptions } from './callback-relay';
 import { issuanceApiDeps } from './issuance-wiring';
 import { listen, ListenError } from '../net/listen';
@@ -47,28 +44,31 @@ export interface ApiOptions {
 
 export async function startApi(config: Config, options: ApiOptions = {}): Promise<ApiHandle> {
   const log = createLogger({ level: config.LOG_LEVEL, name: 'api' });
-  const mongo = new MongoClient(config.MONGODB_URI, { serverSelectionTimeoutMS: 2_000, appName: 'cak-issuer-api' });
-  // A client whose server monitor went silent never recovers by itself (src/storage/mongo.ts): drain
-  // and exit 1, for the supervisor to start a fresh instance.
-  const monitorWatch = watchMonitor(mongo, (silentMs) => {
-    clearInterval(monitorWatch);
-    log.error({ silentMs }, 'database client stalled (its server monitor went silent); stopping for a restart');
-    process.exitCode = 1;
-    process.kill(process.pid, 'SIGTERM');
+  // Lazy: the database client and the Temporal connection connect on first use, so the API starts
+  // while either is down. Temporal payloads (workflow inputs) are encrypted with the codec keyring.
+  const resources = await openResources(config, {
+    appName: 'cak-issuer-api',
+    temporal: true,
+    lazy: true,
+    // A client whose server monitor went silent never recovers by itself (src/storage/mongo.ts): drain
+    // and exit 1, for the supervisor to start a fresh instance.
+    onDatabaseStall: (silentMs) => {
+      log.error({ silentMs }, 'database client stalled (its server monitor went silent); stopping for a restart');
+      process.exitCode = 1;
+      process.kill(process.pid, 'SIGTERM');
+    },
   });
-  const connection = Connection.lazy({ address: config.TEMPORAL_ADDRESS, connectTimeout: 2_000 });
-  // Payloads (workflow inputs) are encrypted with the codec keyring, like the worker's and the CLI's.
-  const codecKeyring = parseKeyring(config.CAK_CODEC_KEYS);
-  const temporal = new Client({
-    connection,
-    namespace: config.TEMPORAL_NAMESPACE,
-    dataConverter: dataConverterFor(codecKeyring),
-  });
-  const authorization = authorizationApiDeps(config, mongo.db(config.MONGODB_DB), temporal, log, {
-    ...(options.callbackStartTimeoutMs ? { startTimeoutMs: options.callbackStartTimeoutMs } : {}),
-  });
+  const { db, temporal, keyrings } = resources;
+  const authorization = authorizationApiDeps(
+    config,
+    db,
+    temporal,
+    log,
+    { ...(options.callbackStartTimeoutMs ? { startTimeoutMs: options.callbackStartTimeoutMs } : {}) },
+    resources,
+  );
   const draining = drainState();
-  const metrics = apiMetrics(mongo.db(config.MONGODB_DB), parseKeyring(config.CAK_AUDIT_KEYS), {
+  const metrics = apiMetrics(db, keyrings.audit, {
     refreshMs: config.API_METRICS_REFRESH_SECONDS * 1000,
   });
   const denials = deniedAccessLog(authorization.verifier.audit, {
@@ -84,13 +84,13 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
       codecPerMinute: config.CODEC_RATE_LIMIT_PER_MINUTE,
       authFailuresPerMinute: config.AUTH_FAILURE_LIMIT_PER_MINUTE,
     },
-    probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(mongo.db(config.MONGODB_DB)) },
-    issuance: issuanceApiDeps(config, mongo.db(config.MONGODB_DB), temporal),
+    probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(db) },
+    issuance: issuanceApiDeps(config, db, temporal, resources),
     authorization,
     denials,
     metrics,
     codec: {
-      keyring: codecKeyring,
+      keyring: keyrings.codec,
       bearerTokens: config.CODEC_AUTH_TOKENS,
       allowedOrigins: config.CODEC_ALLOWED_ORIGINS,
     },
@@ -98,7 +98,6 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   });
   const metricsListener = metricsServer(metrics);
   const release = async () => {
-    clearInterval(monitorWatch);
     metrics.gauges.stop();
     await new Promise<void>((resolve) => {
       if (!metricsListener.listening) return resolve();
@@ -107,8 +106,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     });
     await denials.close().catch((err: unknown) => log.warn({ err }, 'verifier denials not audited at shutdown'));
     await authorization.close();
-    await connection.close().catch(() => undefined);
-    await mongo.close();
+    await resources.close();
   };
   // Bind first: a taken port fails the start before any background work begins.
   const server = createServer(app);
@@ -123,13 +121,10 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
     await release();
     throw err;
   }
-  ensureAuthorizationIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
-    log.warn({ err }, 'authorization indexes not ensured yet (database down?); retried by the first append'),
+  ensureIndexes(db).catch((err: unknown) =>
+    log.warn({ err }, 'indexes not ensured yet (database down?); the worker ensures them at start'),
   );
   authorization.startRelay(options.relay);
-  ensureIssuanceIndexes(mongo.db(config.MONGODB_DB)).catch((err: unknown) =>
-    log.warn({ err }, 'issuance indexes not ensured yet (database down?); the worker ensures them at start'),
-  );
   const url = `http://${config.API_HOST}:${port}`;
   const metricsUrl = `http://${config.API_METRICS_HOST}:${metricsPort}`;
   log.info({ url, metricsUrl }, 'api listening');

@@ -1,46 +1,39 @@
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError } from 'commander';
 import type { Config } from '../config';
-import { parseKeyring } from '../crypto/keyring';
-import { connectDatabase, type Database } from '../storage/mongo';
-import { connectTemporalClient } from '../temporal/connection';
+import { openResources, type Resources } from '../resources';
 import { EXIT } from './exit-codes';
 import { cliConfig } from './paths';
 
 /**
- * What operator commands run against: the same configuration (src/config.ts, the environment) and
- * the same database and Temporal as the API and worker, used directly, so they work while the API
- * is down. Exit codes: src/cli/exit-codes.ts.
+ * What operator commands run against: the same configuration (src/config.ts, the environment), the
+ * same keyrings and schema registry (src/resources.ts) and the same database and Temporal as the API
+ * and worker, used directly, so they work while the API is down. Exit codes: src/cli/exit-codes.ts.
  */
+
+/** A command's resources: `config`, `keyrings`, `registry` (loaded on first use), `db`. */
+export type CliContext = Resources;
 
 /** Exit status of an operator command that was refused (nothing or not everything was done). */
 export const REFUSED_EXIT = EXIT.REFUSED;
 
-export async function withDatabase<T>(action: (config: Config, database: Database) => Promise<T>): Promise<T> {
-  const config = cliConfig();
-  const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
-  try {
-    return await action(config, database);
-  } finally {
-    await database.close();
-  }
+export async function withDatabase<T>(action: (context: CliContext) => Promise<T>): Promise<T> {
+  return using(await openResources(cliConfig(), { appName: 'cak' }), action);
 }
 
+/** `withDatabase` with a Temporal client too (its payloads encrypted with the codec keyring). */
 export async function withDatabaseAndTemporal<T>(
-  action: (config: Config, database: Database, temporal: Client) => Promise<T>,
+  action: (context: CliContext & { temporal: Client }) => Promise<T>,
 ): Promise<T> {
-  return withDatabase(async (config, database) => {
-    const temporal = await connectTemporalClient(
-      config.TEMPORAL_ADDRESS,
-      config.TEMPORAL_NAMESPACE,
-      parseKeyring(config.CAK_CODEC_KEYS),
-    );
-    try {
-      return await action(config, database, temporal);
-    } finally {
-      await temporal.connection.close();
-    }
-  });
+  return using(await openResources(cliConfig(), { appName: 'cak', temporal: true }), action);
+}
+
+async function using<R extends Resources, T>(resources: R, action: (context: R) => Promise<T>): Promise<T> {
+  try {
+    return await action(resources);
+  } finally {
+    await resources.close();
+  }
 }
 
 export function print(line: string): void {

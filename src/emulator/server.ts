@@ -7,7 +7,7 @@ import type { CakCurve } from '../domain/issuance';
 import { listen, ListenError } from '../net/listen';
 import { createLogger } from '../observability/logger';
 import { parseSecrets } from '../platform/callback-signature';
-import { loadSchemaRegistry } from '../routing/schema-registry';
+import { registryOf } from '../resources';
 import { deriveCakKeyPair, type CakTriple } from './cak-keys';
 import { callbackPlatform, type CallbackPlatformControls, type CallbackPlatformOptions } from './callbacks';
 import { PartnerAuthError, partnerVerifier } from './partner-auth';
@@ -146,7 +146,7 @@ export async function startEmulator(
     jwksUrl: overrides.jwksUrl ?? config.EMULATOR_JWKS_URL,
     masterSecret: config.EMULATOR_MASTER_SECRET,
     // the programs of the schema registry, so the emulator and the issuer cannot drift apart
-    programs: Object.fromEntries(loadSchemaRegistry(config.SCHEMA_REGISTRY_PATH, config.ISSUER_DIDS).programs()),
+    programs: Object.fromEntries(registryOf(config).programs()),
     callbacks: { scheme: config.CALLBACK_SIGNATURE_SCHEME, secret: parseSecrets(config.CALLBACK_SECRETS)[0]! },
   });
   const server = createServer(app);

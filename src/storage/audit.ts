@@ -124,11 +124,6 @@ export type ChainReport =
   | { ok: true; events: number; tipHash: string; unsealed: number }
   | ({ ok: false; events: number; unsealed: number } & ChainBreak);
 
-/** `seq` is unique: a second guard, beside the batch arbiter, that the chain never forks. */
-export function ensureAuditIndexes(db: Db): Promise<string> {
-  return db.collection<AuditEvent>('audit_events').createIndex({ seq: 1 }, { unique: true, name: 'seq_unique' });
-}
-
 const ignoreDuplicates = (err: unknown) => {
   const writeErrors = (err as { writeErrors?: unknown[] }).writeErrors;
   const onlyDuplicates = !!writeErrors?.length && writeErrors.every((e) => isDuplicateKey(e));

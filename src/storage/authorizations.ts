@@ -84,15 +84,6 @@ export function authorizationsRepository(db: Db) {
   const collection = db.collection<AuthorizationDoc>('authorizations');
   const deliveries = db.collection<DeliveryDoc>('callback_deliveries');
   const revocations = db.collection<RevocationDoc>('authorization_revocations');
-  let indexes: Promise<unknown> | undefined;
-  const ensureIndexes = () =>
-    (indexes ??= Promise.all([
-      collection.createIndex({ state: 1, updatedAt: 1 }, { name: 'state_updatedAt' }),
-      deliveries.createIndex({ authorizationId: 1 }, { name: 'by_authorization' }),
-    ]).catch((err) => {
-      indexes = undefined;
-      throw err;
-    }));
 
   function insertFields(id: string, payload: CallbackPayload, workflowId: string, now: Date) {
     return {
@@ -109,7 +100,6 @@ export function authorizationsRepository(db: Db) {
   return {
     collection,
     deliveries,
-    ensureIndexes,
 
     /** Logs acknowledged deliveries (insert-only: safe under any concurrency). */
     /** Idempotent on each entry's `_id`: a batch retried after a partial write counts each delivery once. */

@@ -16,19 +16,29 @@ export interface Database {
 /**
  * One MongoClient per process. Short server-selection timeout so a database outage surfaces as an
  * error quickly (activities retry it; the API reports it on /readyz) instead of hanging requests.
+ * `lazy` does not connect up front (the API starts while the database is down: the first operation
+ * connects); `onMonitorStall` is called once when the client's server monitor goes silent.
  */
 export async function connectDatabase(
   uri: string,
   dbName: string,
-  options: { onMonitorStall?: (silentMs: number) => void } = {},
+  options: { onMonitorStall?: (silentMs: number) => void; appName?: string; lazy?: boolean } = {},
 ): Promise<Database> {
-  const client = new MongoClient(uri, {
-    serverSelectionTimeoutMS: 5_000,
-    connectTimeoutMS: 5_000,
-    appName: 'cak-issuer',
-  });
-  await client.connect();
-  const watchdog = options.onMonitorStall ? watchMonitor(client, options.onMonitorStall) : undefined;
+  const appName = options.appName ?? 'cak-issuer';
+  const client = new MongoClient(
+    uri,
+    options.lazy
+      ? { serverSelectionTimeoutMS: 2_000, appName }
+      : { serverSelectionTimeoutMS: 5_000, connectTimeoutMS: 5_000, appName },
+  );
+  if (!options.lazy) await client.connect();
+  const onStall = options.onMonitorStall;
+  const watchdog = onStall
+    ? watchMonitor(client, (silentMs) => {
+        clearInterval(watchdog);
+        onStall(silentMs);
+      })
+    : undefined;
   return {
     client,
     db: client.db(dbName),

@@ -12,6 +12,12 @@ export async function connectTemporalClient(
   return new Client({ connection, namespace, dataConverter: dataConverterFor(codecKeyring) });
 }
 
+/** The same client over a lazy connection: it connects on first use (the API starts while Temporal is down). */
+export function lazyTemporalClient(address: string, namespace: string, codecKeyring: Keyring): Client {
+  const connection = Connection.lazy({ address, connectTimeout: 2_000 });
+  return new Client({ connection, namespace, dataConverter: dataConverterFor(codecKeyring) });
+}
+
 export async function pingTemporal(client: Client, timeoutMs = 2_000): Promise<void> {
   await client.connection.withDeadline(Date.now() + timeoutMs, () =>
     client.connection.workflowService.describeNamespace({ namespace: client.options.namespace }),

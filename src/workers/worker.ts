@@ -2,15 +2,13 @@ import { createServer } from 'node:http';
 import { NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { activityDepsFrom, createActivities } from '../activities';
 import type { IssuanceActivityDeps } from '../activities/issuance';
-import { parseKeyring } from '../crypto/keyring';
 import { dataConverterFor } from '../crypto/payload-codec';
 import { loadConfig, type Config } from '../config';
 import { listen } from '../net/listen';
 import { createLogger } from '../observability/logger';
 import { createMetrics, type Metrics } from '../observability/metrics';
-import { ensureIssuanceIndexes } from '../storage/indexes';
-import { connectDatabase } from '../storage/mongo';
-import { connectTemporalClient } from '../temporal/connection';
+import { openResources, type Resources } from '../resources';
+import { ensureIndexes } from '../storage/indexes';
 import { activityFailureMetrics } from './metrics-interceptor';
 import { temporalLoggerFrom } from './runtime-logger';
 import { ensureAuditSealSchedule, ensureStagingSweepSchedule } from './schedules';
@@ -22,7 +20,9 @@ export interface WorkerHandle {
 
 /**
  * Builds the worker with real dependencies. `workflowBundle` lets tests and benchmarks reuse one
- * pre-built bundle; in production the worker bundles `src/workflows` itself at start.
+ * pre-built bundle; in production the worker bundles `src/workflows` itself at start. The database
+ * and the keyrings come from `resources` (src/resources.ts) when given (the caller closes them), else
+ * the worker opens its own; the Worker's NativeConnection to Temporal is its own either way.
  */
 export async function createWorker(
   config: Config,
@@ -31,26 +31,32 @@ export async function createWorker(
     issuanceHooks?: IssuanceActivityDeps['hooks'];
     /** counts failed activity attempts */
     metrics?: Metrics;
-    /** the database client's server monitor went silent (src/storage/mongo.ts) */
+    /** the database client's server monitor went silent (src/storage/mongo.ts); when the worker opens its own */
     onDatabaseStall?: (silentMs: number) => void;
+    /** resources already open (the worker process shares them with its schedules) */
+    resources?: Resources;
   } = {},
 ): Promise<WorkerHandle> {
-  const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB, {
-    ...(overrides.onDatabaseStall ? { onMonitorStall: overrides.onDatabaseStall } : {}),
-  });
-  await ensureIssuanceIndexes(database.db);
-  const deps = activityDepsFrom(config);
+  const owned = overrides.resources
+    ? undefined
+    : await openResources(config, {
+        appName: 'cak-issuer-worker',
+        ...(overrides.onDatabaseStall ? { onDatabaseStall: overrides.onDatabaseStall } : {}),
+      });
+  const resources = (overrides.resources ?? owned)!;
+  await ensureIndexes(resources.db);
+  const deps = activityDepsFrom(config, resources);
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker = await Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
     taskQueue: overrides.taskQueue ?? config.TEMPORAL_TASK_QUEUE,
-    dataConverter: dataConverterFor(parseKeyring(config.CAK_CODEC_KEYS)), // every payload encrypted (docs/crypto.md)
+    dataConverter: dataConverterFor(resources.keyrings.codec), // every payload encrypted (docs/crypto.md)
     ...(overrides.workflowBundle
       ? { workflowBundle: overrides.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
     activities: createActivities({
-      db: database.db,
+      db: resources.db,
       ...deps,
       issuance: { ...deps.issuance, ...(overrides.issuanceHooks ? { hooks: overrides.issuanceHooks } : {}) },
     }),
@@ -64,7 +70,7 @@ export async function createWorker(
     worker,
     async close() {
       await connection.close();
-      await database.close();
+      await owned?.close();
     },
   };
 }
@@ -84,36 +90,33 @@ async function main(): Promise<void> {
         }
       : {}),
   });
-  let stalled = false;
-  const { worker, close } = await createWorker(config, {
-    metrics,
+  const resources = await openResources(config, {
+    appName: 'cak-issuer-worker',
+    temporal: true, // the client that ensures the schedules
     // A client that stopped checking the database never recovers by itself: stop, and let the
     // supervisor (compose `restart`, the orchestrator) start a fresh worker. Activities are retried.
     onDatabaseStall: (silentMs) => {
-      if (stalled) return;
-      stalled = true;
       log.error({ silentMs }, 'database client stalled (its server monitor went silent); stopping for a restart');
       process.exitCode = 1;
       worker.shutdown();
     },
   });
-  const client = await connectTemporalClient(
-    config.TEMPORAL_ADDRESS,
-    config.TEMPORAL_NAMESPACE,
-    parseKeyring(config.CAK_CODEC_KEYS),
-  );
-  await ensureStagingSweepSchedule(client, {
+  const { worker, close } = await createWorker(config, { metrics, resources });
+  await ensureStagingSweepSchedule(resources.temporal, {
     taskQueue: config.TEMPORAL_TASK_QUEUE,
     intervalSeconds: config.STAGING_SWEEP_INTERVAL_SECONDS,
   });
-  await ensureAuditSealSchedule(client, { taskQueue: config.TEMPORAL_TASK_QUEUE, pollMs: config.AUDIT_SEAL_POLL_MS });
-  await client.connection.close();
+  await ensureAuditSealSchedule(resources.temporal, {
+    taskQueue: config.TEMPORAL_TASK_QUEUE,
+    pollMs: config.AUDIT_SEAL_POLL_MS,
+  });
   const health = workerHttp(worker, metrics);
   await listen(health, config.WORKER_HEALTH_PORT, config.WORKER_HEALTH_HOST); // a taken port stops the worker, named
   log.info({ taskQueue: config.TEMPORAL_TASK_QUEUE, temporal: config.TEMPORAL_ADDRESS }, 'worker started');
   await worker.run(); // returns after a shutdown signal once in-flight work has finished or been handed back
   health.close();
   await close();
+  await resources.close();
   log.info('worker stopped');
 }
 

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { parseKeyring } from '../../crypto/keyring';
 import { auditRepository } from '../../storage/audit';
-import { connectDatabase } from '../../storage/mongo';
+import { withDatabase } from '../context';
 import { EXIT } from '../exit-codes';
-import { cliConfig } from '../paths';
 
 /** Exit status of `cak audit verify` when the chain is broken (0 = intact, 1 = could not check). */
 export const AUDIT_BROKEN_EXIT = EXIT.CHECK_FAILED;
@@ -19,10 +17,8 @@ export function registerAuditCommands(program: Command): void {
     .description('recompute every keyed link (needs CAK_AUDIT_KEYS); exit 3 naming the first broken event')
     .option('--json', 'print the report as JSON')
     .action(async (opts: { json?: boolean }) => {
-      const config = cliConfig();
-      const database = await connectDatabase(config.MONGODB_URI, config.MONGODB_DB);
-      try {
-        const report = await auditRepository(database.db, parseKeyring(config.CAK_AUDIT_KEYS)).verifyChain();
+      await withDatabase(async ({ keyrings, db }) => {
+        const report = await auditRepository(db, keyrings.audit).verifyChain();
         if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
         else if (report.ok)
           process.stdout.write(
@@ -35,8 +31,6 @@ export function registerAuditCommands(program: Command): void {
           );
         }
         if (!report.ok) process.exitCode = AUDIT_BROKEN_EXIT;
-      } finally {
-        await database.close();
-      }
+      });
     });
 }

@@ -1,7 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { AuthorizationState, AuthorizationViewState } from '../../domain/authorization';
 import { authorizationIdFor, callbackPayloadSchema } from '../../domain/callback';
-import { parseKeyring } from '../../crypto/keyring';
 import { auditRepository } from '../../storage/audit';
 import {
   AUTHORIZATION_STATES,
@@ -47,7 +46,7 @@ export function registerAuthorizationCommands(program: Command): void {
         limit: number;
         json?: boolean;
       }) => {
-        await withDatabase(async (_config, { db }) => {
+        await withDatabase(async ({ db }) => {
           const listed = await listAuthorizations(authorizationsRepository(db), {
             ...(opts.state ? { state: opts.state } : {}),
             ...(opts.user !== undefined ? { userId: opts.user } : {}),
@@ -98,7 +97,7 @@ export function registerAuthorizationCommands(program: Command): void {
         if ((id === undefined) === (states.length === 0)) {
           throw new UsageError('name one authorization id, or pass --all-unrouted and/or --all-no-data');
         }
-        await withDatabaseAndTemporal(async (_config, { db }, temporal) => {
+        await withDatabaseAndTemporal(async ({ db, temporal }) => {
           const repo = authorizationsRepository(db);
           const redrive = temporalRedriver(temporal);
           const ids =
@@ -138,11 +137,11 @@ function registerRevocationCommand(authorizations: Command, action: 'revoke' | '
     .option('--by <name>', 'who does it (recorded in the audit event)', 'cli')
     .action(async (opts: { user: string; verifier: string; schema: string; by: string }) => {
       const key = callbackPayloadSchema.parse({ userId: opts.user, verifierDid: opts.verifier, schemaId: opts.schema });
-      await withDatabase(async (config, { db }) => {
+      await withDatabase(async ({ config, keyrings, db }) => {
         const authorizationId = authorizationIdFor(config.ID_HMAC_SECRET, key);
         const result = await setRevocation(
           authorizationsRepository(db),
-          auditRepository(db, parseKeyring(config.CAK_AUDIT_KEYS)),
+          auditRepository(db, keyrings.audit),
           authorizationId,
           action,
           opts.by,

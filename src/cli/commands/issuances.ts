@@ -1,5 +1,4 @@
 import { Option, type Command } from 'commander';
-import { parseKeyring } from '../../crypto/keyring';
 import type { IssuanceStatus } from '../../domain/issuance';
 import { getIssuance, ISSUANCE_STATUSES, listIssuances, retryIssuance } from '../../operations/issuances';
 import {
@@ -35,7 +34,7 @@ export function registerIssuanceCommands(program: Command): void {
     .option('--limit <n>', 'at most this many (1-1000)', positiveInt(1000), 100)
     .option('--json', 'print one JSON array')
     .action(async (opts: { state?: IssuanceStatus; user?: string; schema?: string; limit: number; json?: boolean }) => {
-      await withDatabase(async (_config, { db }) => {
+      await withDatabase(async ({ db }) => {
         const listed = await listIssuances(db, {
           ...(opts.state ? { status: opts.state } : {}),
           ...(opts.user !== undefined ? { userId: opts.user } : {}),
@@ -70,7 +69,7 @@ export function registerIssuanceCommands(program: Command): void {
     .argument('<issuanceId>', 'the issuance (iss_...)')
     .option('--json', 'print JSON')
     .action(async (issuanceId: string, opts: { json?: boolean }) => {
-      await withDatabase(async (config, { db }) => {
+      await withDatabase(async ({ config, db }) => {
         const found = await getIssuance(db, issuanceId);
         if (!found) {
           process.stderr.write(`cak: ${issuanceId}: no such issuance\n`);
@@ -113,13 +112,13 @@ export function registerIssuanceCommands(program: Command): void {
     .argument('<issuanceId>', 'the issuance (iss_...)')
     .option('--json', 'print JSON')
     .action(async (issuanceId: string, opts: { json?: boolean }) => {
-      await withDatabaseAndTemporal(async (config, { db }, temporal) => {
+      await withDatabaseAndTemporal(async ({ config, keyrings, db, temporal }) => {
         const result = await retryIssuance(
           {
             db,
             temporal,
             taskQueue: config.TEMPORAL_TASK_QUEUE,
-            codecKeyring: parseKeyring(config.CAK_CODEC_KEYS),
+            codecKeyring: keyrings.codec,
             gridfsThresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
           },
           issuanceId,

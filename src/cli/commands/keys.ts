@@ -49,10 +49,10 @@ export function registerKeyCommands(program: Command): void {
     .description('active codec and managed keys, and stored packages per outer-layer key')
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
-      await withDatabase(async (config, { db }) => {
-        const managed = parseKeyring(config.CAK_MANAGED_KEYS);
+      await withDatabase(async ({ config, keyrings, db }) => {
+        const managed = keyrings.managed;
         const status = {
-          codec: describeKeyring(parseKeyring(config.CAK_CODEC_KEYS)),
+          codec: describeKeyring(keyrings.codec),
           managed: describeKeyring(managed),
           callbacks: callbackStatus(config),
           packages: await packageKeyCounts(db, config.GRIDFS_THRESHOLD_BYTES),
@@ -84,8 +84,8 @@ export function registerKeyCommands(program: Command): void {
     .option('--batch <n>', 'packages read per page (1-10000)', positiveInt(10_000), 200)
     .option('--json', 'print the report as JSON')
     .action(async (opts: { dryRun?: boolean; batch: number; json?: boolean }) => {
-      await withDatabase(async (config, { db }) => {
-        const keyring = parseKeyring(config.CAK_MANAGED_KEYS);
+      await withDatabase(async ({ config, keyrings, db }) => {
+        const keyring = keyrings.managed;
         const report = await rewrapPackages(db, keyring, {
           thresholdBytes: config.GRIDFS_THRESHOLD_BYTES,
           batchSize: opts.batch,

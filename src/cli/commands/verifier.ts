@@ -101,7 +101,7 @@ export function registerVerifierCommands(program: Command): void {
       if (!did.success) throw new UsageError(`--verifier-did: ${did.error.issues[0]?.message ?? 'not a DID'}`);
       const key = await readVerifierKey(userPath(opts.verifierKey), opts.verifierKey);
       const registered = { verifierDid: did.data, jwk: { ...publicJwk(key), kid: await keyIdOf(key, opts.kid) } };
-      await withDatabase(async (_config, { db }) => {
+      await withDatabase(async ({ db }) => {
         await verifiersRepository(db).putKey(registered.verifierDid, registered.jwk);
       });
       if (opts.json) return printJson(registered);
