@@ -185,9 +185,17 @@ describe('access model', () => {
 
       expect((await admin('revoke', key)).status).toBe(200);
       await eventually(dataCode, (c) => c === 'AUTHORIZATION_REVOKED');
-      // let this window close, then consent again: the revocation stands
+      // let this window close (its run audits the expiry), then consent again: the revocation stands
       const doc = await database.db.collection('authorizations').findOne({ _id: authorizationId as never });
-      await new Promise((r) => setTimeout(r, Math.max(0, (doc!.accessUntil as Date).getTime() - Date.now() + 500)));
+      const closesAt = (doc!.accessUntil as Date).getTime();
+      await eventually(
+        () => eventsOf(authorizationId),
+        (list) =>
+          list.some(
+            (e) => e.type === 'authorization.expired' && new Date(e.data.accessUntil as string).getTime() === closesAt,
+          ),
+        { what: `the expiry of the window that closes at ${new Date(closesAt).toISOString()}`, timeoutMs: 60_000 },
+      );
       since = Date.now() - 1_000;
       await consent();
       await openedAfter(since);

@@ -2,6 +2,7 @@ import { parseKeyring } from '../../src/crypto/keyring';
 import { retryIssuance, type RetryResult } from '../../src/operations/issuances';
 import { recordsRepository } from '../../src/storage/records';
 import { stagingRepository } from '../../src/storage/staging';
+import { eventually } from '../support/eventually';
 import { uniqueId } from '../support/temporal';
 import {
   API_KEY_HEADER,
@@ -12,8 +13,6 @@ import {
 } from './issuance-harness';
 
 jest.setTimeout(180_000);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `test` on a system of its own (a fresh emulator: it has not cached our JWKS), then closes it. */
 async function withSystem(
@@ -65,8 +64,10 @@ const staged = (system: IssuanceSystem, issuanceId: string) =>
 /** `cak issuances retry`, as the CLI runs it, once the failed run has closed (it records the failure just before). */
 async function operatorRetry(system: IssuanceSystem, issuanceId: string): Promise<RetryResult> {
   const run = system.client.workflow.getHandle((await issuanceDoc(system, issuanceId)).workflowId);
-  await eventually('the failed run to close', 10_000, async () =>
-    (await run.describe()).status.name === 'RUNNING' ? undefined : true,
+  await eventually(
+    async () => (await run.describe()).status.name,
+    (status) => status !== 'RUNNING',
+    { what: 'the failed run to close', timeoutMs: 10_000, intervalMs: 100 },
   );
   return retryIssuance(
     {
@@ -78,17 +79,6 @@ async function operatorRetry(system: IssuanceSystem, issuanceId: string): Promis
     },
     issuanceId,
   );
-}
-
-/** Until `check` answers something, polling every 100 ms, at most `timeoutMs`. */
-async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 async function expectCompleted(system: IssuanceSystem, issuanceId: string): Promise<void> {
@@ -109,12 +99,16 @@ describe('issuance across a deploy', () => {
       await system.startWorker();
 
       // The platform has been asked while our JWKS was unreachable: the run ended, or its `issue` is retrying.
-      const seen = await eventually('the first platform answer', 30_000, async () => {
-        const doc = await issuanceDoc(system, issuanceId);
-        if (doc.status === 'failed') return 'failed';
-        const { raw } = await system.client.workflow.getHandle(workflowId).describe();
-        return raw.pendingActivities?.some((a) => a.lastFailure) ? 'retrying' : undefined;
-      });
+      const seen = await eventually(
+        async () => {
+          const doc = await issuanceDoc(system, issuanceId);
+          if (doc.status === 'failed') return 'failed';
+          const { raw } = await system.client.workflow.getHandle(workflowId).describe();
+          return raw.pendingActivities?.some((a) => a.lastFailure) ? 'retrying' : undefined;
+        },
+        (answer) => answer !== undefined,
+        { what: 'the first platform answer', timeoutMs: 30_000, intervalMs: 100 },
+      );
       expect(seen).toBe('retrying');
       expect(system.emulator.controls.issueCalls()).toBe(0); // refused before authentication: the JWKS fetch
       await system.startApi();
@@ -153,10 +147,11 @@ describe('issuance across a deploy', () => {
       const issuanceId = await postIssuance(system);
       await system.stopApi();
       await system.startWorker();
-      const error = await eventually('the run to fail', 60_000, async () => {
-        const doc = await issuanceDoc(system, issuanceId);
-        return doc.status === 'failed' ? doc.error : undefined;
-      });
+      const { error } = await eventually(
+        () => issuanceDoc(system, issuanceId),
+        (doc) => doc.status === 'failed',
+        { what: 'the run to fail', timeoutMs: 60_000, intervalMs: 100 },
+      );
       expect(error).toEqual({
         type: 'PlatformUnavailable',
         message: expect.stringMatching(/^platform answered 503 \(PARTNER_JWKS_UNAVAILABLE\); retried for/),

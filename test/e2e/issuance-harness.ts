@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
-import { MongoClient, type Db } from 'mongodb';
+import { MongoClient, type Db, type MongoClientOptions } from 'mongodb';
 import { createApp } from '../../src/api/app';
 import { issuanceApiDeps } from '../../src/api/issuance-wiring';
 import { DEV_API_KEY, type Config } from '../../src/config';
@@ -12,6 +12,7 @@ import { createLogger } from '../../src/observability/logger';
 import { ensureIssuanceIndexes } from '../../src/storage/indexes';
 import type { IssuanceActivityDeps } from '../../src/activities/issuance';
 import { createWorker, type WorkerHandle } from '../../src/workers/worker';
+import { eventually } from '../support/eventually';
 import { testConfig, uniqueId, workflowBundle } from '../support/temporal';
 
 /**
@@ -40,7 +41,12 @@ export const API_KEY_HEADER = { 'x-api-key': DEV_API_KEY };
 
 export async function startIssuanceSystem(
   env: NodeJS.ProcessEnv = {},
-  options: { worker?: boolean; hooks?: IssuanceActivityDeps['hooks'] } = {},
+  options: {
+    worker?: boolean;
+    hooks?: IssuanceActivityDeps['hooks'];
+    /** options of the MongoClient the API (and `system.db`) use, e.g. `monitorCommands` and an `appName` to tell its commands apart */
+    mongo?: MongoClientOptions;
+  } = {},
 ): Promise<IssuanceSystem> {
   const base = testConfig({
     TEMPORAL_TASK_QUEUE: uniqueId('tq-issuance'),
@@ -51,7 +57,7 @@ export async function startIssuanceSystem(
     API_RATE_LIMIT_PER_MINUTE: '100000',
     ...env,
   });
-  const mongo = await MongoClient.connect(base.MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
+  const mongo = await MongoClient.connect(base.MONGODB_URI, { serverSelectionTimeoutMS: 5_000, ...options.mongo });
   const db = mongo.db(base.MONGODB_DB);
   await ensureIssuanceIndexes(db);
   const connection = await Connection.connect({ address: base.TEMPORAL_ADDRESS });
@@ -133,19 +139,18 @@ export async function waitForIssuance(
   until: readonly string[] = ['completed', 'failed'],
   timeoutMs = Infinity,
 ): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (Date.now() > deadline)
-      throw new Error(`issuance ${issuanceId} did not reach ${until.join('/')} in ${timeoutMs} ms`);
-    const res = await fetch(`${system.apiUrl}/v1/issuances/${issuanceId}`, { headers: API_KEY_HEADER }).catch(
-      () => undefined,
-    );
-    if (res?.ok) {
-      const body = (await res.json()) as Record<string, unknown>;
-      if (until.includes(body.status as string)) return body;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
+  const answer = await eventually(
+    async (): Promise<{ status?: number; body?: Record<string, unknown>; error?: string }> => {
+      const res = await fetch(`${system.apiUrl}/v1/issuances/${issuanceId}`, { headers: API_KEY_HEADER }).catch(
+        (err: unknown) => String(err),
+      );
+      if (typeof res === 'string') return { error: res }; // the API not listening (yet, or again): not an answer
+      return { status: res.status, body: (await res.json().catch(() => undefined)) as Record<string, unknown> };
+    },
+    (a) => a.status === 200 && until.includes(a.body?.status as string),
+    { what: `issuance ${issuanceId} to reach ${until.join('/')}`, timeoutMs, intervalMs: 250 },
+  );
+  return answer.body!;
 }
 
 export { countWorkflows, findMarkers, markedPng, PNG_SIGNATURE, scanDatabase, scanHistories } from '../support/scans';

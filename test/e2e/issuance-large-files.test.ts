@@ -84,7 +84,14 @@ describe('files at the 25 MB limit', () => {
       req.write(file.subarray(0, sent), () => {
         if (how === 'end')
           req.end(); // chunked: the body ends without its closing boundary
-        else setTimeout(() => req.destroy(), 200);
+        else {
+          // cut once the server has staged part of the file, so there is something to delete
+          eventually(leftovers, (l) => l.stagingFiles + l.stagingChunks + l.stagingData > 0, {
+            what: 'the server to stage part of the file',
+            timeoutMs: 30_000,
+            intervalMs: 50,
+          }).then(() => req.destroy(), reject);
+        }
       });
     });
   }

@@ -4,6 +4,7 @@ import { Agent, createServer, request, type IncomingHttpHeaders, type Server } f
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { startApi } from '../../src/api/server';
 import { DEV_API_KEY, type Config } from '../../src/config';
+import { eventually } from '../support/eventually';
 import { freePort } from '../support/ports';
 import { testConfig, uniqueId } from '../support/temporal';
 import { openDb, uniqueDbName } from './callbacks-harness';
@@ -184,7 +185,7 @@ async function startProxy(upstreams: Upstream[]): Promise<{ url: string; close()
         (res) => res.status === 200,
         () => false,
       );
-      await sleep(100);
+      await sleep(100); // the health-check interval of the proxy being modelled, not a wait for anything
     }
   };
   const polls = upstreams.map(poll);
@@ -231,15 +232,8 @@ async function startProxy(upstreams: Upstream[]): Promise<{ url: string; close()
   };
 }
 
-async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
-  await within(
-    (async () => {
-      while (!condition()) await sleep(50);
-    })(),
-    ms,
-    what,
-  );
-}
+const until = (condition: () => boolean, timeoutMs: number, what: string) =>
+  eventually(condition, (met) => met, { what, timeoutMs, intervalMs: 50 });
 
 describe('rolling restart of two API instances behind a proxy', () => {
   it('loses no request', async () => {
@@ -273,7 +267,7 @@ describe('rolling restart of two API instances behind a proxy', () => {
                 (err: unknown) => `failed: ${String(err)}`,
               ),
             );
-            await sleep(10);
+            await sleep(10); // pacing of the steady load (about 400 requests a second), not a wait for anything
           }
         }),
       );

@@ -48,6 +48,7 @@ describe('the keyed, sealed audit trail', () => {
     // every key three times, 30 appenders at once, while three extra sealers race the sequencer
     let appending = true;
     const sealers = [0, 1, 2].map(async () => {
+      // racing sealers, each yielding 5 ms when it found nothing: the contention under test, not a wait
       while (appending) if ((await audit.seal(7)) === 0) await new Promise((r) => setTimeout(r, 5));
     });
     await inParallel(

@@ -190,17 +190,8 @@ export async function inParallel<T>(limit: number, tasks: (() => Promise<T>)[]):
   return results;
 }
 
-export async function eventually<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await probe();
-  while (!done(last)) {
-    if (Date.now() > deadline)
-      throw new Error(`condition not met in ${timeoutMs} ms; last value: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 200));
-    last = await probe();
-  }
-  return last;
-}
+/** The one polling helper (test/support/eventually.ts), re-exported for the callback tests' imports. */
+export { eventually } from '../support/eventually';
 
 /** Workflow runs of a task queue, by status (Temporal visibility). */
 export async function countRuns(client: Client, taskQueue: string, extra = ''): Promise<number> {

@@ -1,593 +1,50 @@
-import { randomUUID } from 'node:crypto';
-import { request } from 'node:http';
-import { SignJWT, generateKeyPair } from 'jose';
+import { generateKeyPair, SignJWT } from 'jose';
 import type { ApiHandle } from '../../src/api/server';
-import {
-  DEV_ADMIN_TOKEN,
-  DEV_API_KEY,
-  DEV_CALLBACK_SECRET,
-  DEV_CODEC_AUTH_TOKEN,
-  DEV_ISSUER_DID,
-  type Config,
-} from '../../src/config';
+import type { Config } from '../../src/config';
 import { signPackageToken } from '../../src/domain/authorization-url';
-import { signStandardWebhook } from '../../src/platform/callback-signature';
-import { markedPng } from '../support/scans';
-import { callbackConfig, connectClient, countRuns, openDb, startCallbackApi } from './callbacks-harness';
+import {
+  HOSTILE_ENV,
+  admin,
+  adminPost,
+  apiKey,
+  callbackPayload,
+  codecPost,
+  issuance,
+  json,
+  minutes,
+  postCallback,
+  postIssuance,
+  send,
+  signedCallback,
+  userId,
+  type Case,
+  type Sent,
+} from '../support/hostile';
+import { callbackConfig, connectClient, openDb, startCallbackApi } from './callbacks-harness';
 
 jest.setTimeout(180_000);
 
 /**
- * Hostile requests across every route, as a table: each gets its 4xx and its code, none gets a
- * 5xx, and after all of them nothing was recorded, staged, started or audited (aggregated denial
- * counts aside). Groups: transport and framing, content type and encoding, size, JSON shape and
- * depth, identifiers, keys, signatures and replay, auth and tokens, rate and abuse.
+ * Hostile requests against the real API, database and Temporal. The tables of refusals (every
+ * route, every group) are unit tests: test/unit/hostile-requests.test.ts and
+ * test/unit/hostile-callbacks.test.ts. Here: the refusals whose answer comes from a database
+ * lookup, and, for a representative set of hostile requests, that nothing was recorded, staged,
+ * started or audited (aggregated Verifier denial counts aside).
  */
 
-interface Sent {
-  method?: string;
-  path: string;
-  headers?: Record<string, string>;
-  body?: string | Buffer;
-}
-type Case = [group: string, name: string, make: () => Sent | Promise<Sent>, status: number, code: string | null];
-
-function send(base: string, s: Sent): Promise<{ status: number; code: string | null }> {
-  return new Promise((resolve, reject) => {
-    const url = new URL(s.path, base);
-    const req = request(url, { method: s.method ?? 'GET', headers: s.headers ?? {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let code: string | null = null;
-        try {
-          code =
-            (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: string } }).error?.code ?? null;
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, code });
-      });
-    });
-    req.on('error', reject);
-    req.end(s.body);
-  });
-}
-
-const run = randomUUID().slice(0, 8);
-const userId = `hostile-${run}`;
-const json = { 'content-type': 'application/json' };
-const apiKey = { 'x-api-key': DEV_API_KEY };
-const admin = { authorization: `Bearer ${DEV_ADMIN_TOKEN}` };
-const codec = { authorization: `Bearer ${DEV_CODEC_AUTH_TOKEN}` };
-const png = markedPng(`HOSTILE-${run}`, 2048).toString('base64');
-const issuance = (patch: Record<string, unknown> = {}) => ({
-  userId,
-  issuerDid: DEV_ISSUER_DID,
-  credentialId: 'prog-kyc-basic',
-  schemaId: 'kyc-basic',
-  credentialSubject: { kycLevel: 1 },
-  fields: { fullName: 'x' },
-  files: [{ kind: 'id-front', contentType: 'image/png', data: png }],
-  ...patch,
-});
-const postIssuance = (body: unknown, headers: Record<string, string> = {}): Sent => ({
-  method: 'POST',
-  path: '/v1/issuances',
-  headers: { ...json, ...apiKey, ...headers },
-  body: typeof body === 'string' ? body : JSON.stringify(body),
-});
-const callbackPayload = { userId, verifierDid: `did:air:id:hostile-verifier-${run}`, schemaId: 'kyc-basic' };
-const signedCallback = (
-  body: string | Buffer,
-  options: { secret?: string; timestamp?: Date; id?: string } = {},
-): Record<string, string> => ({
-  ...json,
-  ...signStandardWebhook(options.secret ?? DEV_CALLBACK_SECRET, body, {
-    id: options.id ?? `msg_${randomUUID()}`,
-    ...(options.timestamp ? { timestamp: options.timestamp } : {}),
-  }),
-});
-const postCallback = (body: string | Buffer, headers?: Record<string, string>): Sent => ({
-  method: 'POST',
-  path: '/v1/cak/callbacks',
-  headers: headers ?? signedCallback(body),
-  body,
-});
-const adminPost = (path: string, body: unknown, headers: Record<string, string> = {}): Sent => ({
-  method: 'POST',
-  path,
-  headers: { ...json, ...admin, ...headers },
-  body: typeof body === 'string' ? body : JSON.stringify(body),
-});
-const codecPost = (path: string, body: string, headers: Record<string, string> = {}): Sent => ({
-  method: 'POST',
-  path,
-  headers: { ...json, ...codec, ...headers },
-  body,
-});
-const deep = (n: number): unknown => (n === 0 ? 1 : { a: deep(n - 1) });
-const minutes = (n: number) => new Date(Date.now() + n * 60_000);
-
-describe('hostile requests, every route', () => {
+describe('hostile requests against the real services', () => {
   let config: Config;
   let api: ApiHandle;
-  let verifierJwt: (claims: Record<string, unknown>, options?: { alg?: string; exp?: number }) => Promise<string>;
+  let verifierJwt: () => Promise<string>;
 
-  const cases: Case[] = [
-    // transport and framing
-    ['framing', 'an unknown route', () => ({ path: '/v1/nope' }), 404, 'NOT_FOUND'],
-    [
-      'framing',
-      'a method the route does not have',
-      () => ({ method: 'PUT', path: '/v1/issuances', headers: apiKey }),
-      404,
-      'NOT_FOUND',
-    ],
-    [
-      'framing',
-      'DELETE on the Verifier API',
-      () => ({ method: 'DELETE', path: '/v1/verifier/data' }),
-      404,
-      'NOT_FOUND',
-    ],
-    ['framing', 'a 4 KB path', () => ({ path: `/v1/${'a'.repeat(4096)}` }), 404, 'NOT_FOUND'],
-    [
-      'framing',
-      'an issuance under Content-Encoding x-foo',
-      () => postIssuance(issuance(), { 'content-encoding': 'x-foo' }),
-      415,
-      'UNSUPPORTED_ENCODING',
-    ],
-    [
-      'framing',
-      'an issuance claiming gzip that is not',
-      () => postIssuance(issuance(), { 'content-encoding': 'gzip' }),
-      400,
-      'MALFORMED_ENCODING',
-    ],
-    [
-      'framing',
-      'a callback under Content-Encoding gzip',
-      () => ({
-        ...postCallback(JSON.stringify(callbackPayload)),
-        headers: { ...signedCallback(JSON.stringify(callbackPayload)), 'content-encoding': 'gzip' },
-      }),
-      415,
-      'UNSUPPORTED_ENCODING',
-    ],
-    [
-      'framing',
-      'a callback under Content-Encoding x-foo',
-      () => ({
-        ...postCallback(JSON.stringify(callbackPayload)),
-        headers: { ...signedCallback(JSON.stringify(callbackPayload)), 'content-encoding': 'x-foo' },
-      }),
-      415,
-      'UNSUPPORTED_ENCODING',
-    ],
-    [
-      'framing',
-      'an admin body under Content-Encoding x-foo',
-      () => adminPost('/v1/admin/authorizations/revoke', callbackPayload, { 'content-encoding': 'x-foo' }),
-      415,
-      'UNSUPPORTED_ENCODING',
-    ],
-    [
-      'framing',
-      'a codec body under Content-Encoding x-foo',
-      () => codecPost('/codec/decode', '{"payloads":[]}', { 'content-encoding': 'x-foo' }),
-      415,
-      'UNSUPPORTED_ENCODING',
-    ],
-    [
-      'framing',
-      'malformed JSON to the admin API',
-      () => adminPost('/v1/admin/authorizations/revoke', '{"userId": '),
-      400,
-      'MALFORMED_JSON',
-    ],
-    ['framing', 'malformed JSON to the codec', () => codecPost('/codec/decode', '{nope'), 400, 'MALFORMED_JSON'],
-    ['framing', 'malformed JSON issuance', () => postIssuance('{"userId": '), 400, 'MALFORMED_JSON'],
-    // content type and encoding
-    [
-      'content type',
-      'an issuance as text/plain',
-      () => postIssuance(issuance(), { 'content-type': 'text/plain' }),
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-    ],
-    [
-      'content type',
-      'an issuance without a content type',
-      () => ({ ...postIssuance(issuance()), headers: { ...apiKey } }),
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-    ],
-    [
-      'content type',
-      'an issuance in latin1',
-      () => postIssuance(issuance(), { 'content-type': 'application/json; charset=latin1' }),
-      415,
-      'UNSUPPORTED_CHARSET',
-    ],
-    [
-      'content type',
-      'an issuance as a url-encoded form',
-      () => postIssuance('userId=x', { 'content-type': 'application/x-www-form-urlencoded' }),
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-    ],
-    [
-      'content type',
-      'multipart without a boundary',
-      () => postIssuance('--b--', { 'content-type': 'multipart/form-data' }),
-      400,
-      'MALFORMED_MULTIPART',
-    ],
-    [
-      'content type',
-      'a callback as text/plain',
-      () => ({
-        ...postCallback(JSON.stringify(callbackPayload)),
-        headers: { ...signedCallback(JSON.stringify(callbackPayload)), 'content-type': 'text/plain' },
-      }),
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-    ],
-    [
-      'content type',
-      'a callback in latin1',
-      () => ({
-        ...postCallback(JSON.stringify(callbackPayload)),
-        headers: {
-          ...signedCallback(JSON.stringify(callbackPayload)),
-          'content-type': 'application/json; charset=latin1',
-        },
-      }),
-      415,
-      'UNSUPPORTED_MEDIA_TYPE',
-    ],
-    [
-      'content type',
-      'a JSON codec sign-in',
-      () => ({ method: 'POST', path: '/codec/session', headers: json, body: '{"token":"x"}' }),
-      415,
-      'SESSION_FORM_REQUIRED',
-    ],
-    [
-      'content type',
-      'a codec sign-in without a token',
-      () => ({
-        method: 'POST',
-        path: '/codec/session',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: 'nothing=1',
-      }),
-      400,
-      'MISSING_FIELD',
-    ],
-    [
-      'content type',
-      'a partner-token request as text/plain',
-      () => ({
-        method: 'POST',
-        path: '/v1/partner-tokens',
-        headers: { ...apiKey, 'content-type': 'text/plain' },
-        body: 'scope=issue',
-      }),
-      400,
-      'INVALID_TOKEN_REQUEST',
-    ],
-    // size
-    [
-      'size',
-      'a 5 KB callback',
-      () => postCallback(JSON.stringify({ ...callbackPayload, pad: 'x'.repeat(5_000) })),
-      413,
-      'BODY_TOO_LARGE',
-    ],
-    [
-      'size',
-      'a 9 KB admin body',
-      () => adminPost('/v1/admin/authorizations/revoke', { ...callbackPayload, pad: 'x'.repeat(9_000) }),
-      413,
-      'BODY_TOO_LARGE',
-    ],
-    [
-      'size',
-      'a 9 MB codec body',
-      () =>
-        codecPost('/codec/decode', JSON.stringify({ payloads: [{ metadata: {}, data: 'A'.repeat(9 * 1024 * 1024) }] })),
-      413,
-      'BODY_TOO_LARGE',
-    ],
-    [
-      'size',
-      'a file over the per-file limit',
-      () =>
-        postIssuance(
-          issuance({
-            files: [
-              { kind: 'id-front', contentType: 'image/png', data: markedPng('BIG', 70 * 1024).toString('base64') },
-            ],
-          }),
-        ),
-      400,
-      'FILE_TOO_LARGE',
-    ],
-    [
-      'size',
-      'more files than allowed',
-      () =>
-        postIssuance(
-          issuance({
-            schemaId: 'kyc-basic',
-            files: ['id-front', 'id-back', 'face-photo', 'x-a'].map((kind) => ({
-              kind,
-              contentType: 'image/png',
-              data: png,
-            })),
-          }),
-        ),
-      400,
-      'TOO_MANY_FILES',
-    ],
-    [
-      'size',
-      'a 20 KB credentialSubject',
-      () =>
-        postIssuance(
-          issuance({
-            credentialSubject: {
-              note: 'x'.repeat(4_000),
-              a: 'x'.repeat(4_000),
-              b: 'x'.repeat(4_000),
-              c: 'x'.repeat(4_000),
-              d: 'x'.repeat(4_000),
-            },
-          }),
-        ),
-      400,
-      'SUBJECT_TOO_LARGE',
-    ],
-    [
-      'size',
-      'a 5 KB Verifier token',
-      () => ({
-        path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
-        headers: { authorization: `Bearer ${'a'.repeat(2_500)}.${'b'.repeat(2_500)}.c` },
-      }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'size',
-      'an overlong package token',
-      () => ({ path: `/v1/verifier/packages/${'a'.repeat(3_000)}.${'b'.repeat(43)}` }),
-      403,
-      'URL_INVALID',
-    ],
-    [
-      'size',
-      'an over-long API key',
-      () => postIssuance(issuance(), { 'x-api-key': 'k'.repeat(1_000) }),
-      401,
-      'UNAUTHENTICATED',
-    ],
-    // JSON shape and depth
-    ['json', 'an issuance that is an array', () => postIssuance([issuance()]), 400, 'INVALID_BODY'],
-    ['json', 'an issuance that is a string', () => postIssuance('"hello"'), 400, 'MALFORMED_JSON'],
-    ['json', 'an issuance that is null', () => postIssuance('null'), 400, 'MALFORMED_JSON'],
-    [
-      'json',
-      'a credentialSubject 50 levels deep',
-      () => postIssuance(issuance({ credentialSubject: { a: deep(50) } })),
-      400,
-      'JSON_TOO_DEEP',
-    ],
-    [
-      'json',
-      '$where in credentialSubject',
-      () => postIssuance(issuance({ credentialSubject: { $where: 'sleep(1)' } })),
-      400,
-      'UNSAFE_KEY',
-    ],
-    ['json', 'a dotted key', () => postIssuance(issuance({ credentialSubject: { 'a.b': 1 } })), 400, 'UNSAFE_KEY'],
-    [
-      'json',
-      '__proto__ at the top',
-      () => postIssuance(`{"__proto__":{"admin":true},${JSON.stringify(issuance()).slice(1)}`),
-      400,
-      'UNSAFE_KEY',
-    ],
-    ['json', 'an unknown issuance field', () => postIssuance(issuance({ role: 'admin' })), 400, 'UNKNOWN_FIELD'],
-    [
-      'json',
-      '500 keys in credentialSubject',
-      () =>
-        postIssuance(
-          issuance({ credentialSubject: Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`k${i}`, i])) }),
-        ),
-      400,
-      'JSON_TOO_MANY_KEYS',
-    ],
-    ['json', 'a callback that is an array', () => postCallback(JSON.stringify([callbackPayload])), 400, 'INVALID_BODY'],
-    [
-      'json',
-      'a callback with a nested object',
-      () => postCallback(JSON.stringify({ ...callbackPayload, extra: { a: 1 } })),
-      400,
-      'UNKNOWN_FIELD',
-    ],
-    [
-      'json',
-      'a callback with an unknown field',
-      () => postCallback(JSON.stringify({ ...callbackPayload, issuerDid: DEV_ISSUER_DID })),
-      400,
-      'UNKNOWN_FIELD',
-    ],
-    [
-      'json',
-      'a callback with a numeric userId',
-      () => postCallback(JSON.stringify({ ...callbackPayload, userId: 42 })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'json',
-      'a callback missing schemaId',
-      () => postCallback(JSON.stringify({ userId, verifierDid: callbackPayload.verifierDid })),
-      400,
-      'MISSING_FIELD',
-    ],
-    [
-      'json',
-      'an admin body that is an array',
-      () => adminPost('/v1/admin/authorizations/revoke', [callbackPayload]),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'json',
-      'an admin body with an unknown field',
-      () => adminPost('/v1/admin/authorizations/revoke', { ...callbackPayload, by: 'me' }),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'json',
-      'a codec body without payloads as a list',
-      () => codecPost('/codec/decode', '{"payloads":{}}'),
-      400,
-      'INVALID_PAYLOADS',
-    ],
-    [
-      'json',
-      'a codec body with an unknown key',
-      () => codecPost('/codec/decode', '{"nope":1}'),
-      400,
-      'INVALID_PAYLOADS',
-    ],
-    [
-      'json',
-      'a codec payload that is not base64',
-      () => codecPost('/codec/decode', '{"payloads":[{"metadata":{},"data":"***"}]}'),
-      400,
-      'INVALID_PAYLOADS',
-    ],
-    [
-      'json',
-      'a partner-token request for an unknown scope',
-      () => ({
-        method: 'POST',
-        path: '/v1/partner-tokens',
-        headers: { ...json, ...apiKey },
-        body: '{"scope":"admin"}',
-      }),
-      400,
-      'INVALID_TOKEN_REQUEST',
-    ],
-    // identifiers
-    ['identifiers', 'a userId with a space', () => postIssuance(issuance({ userId: 'a b' })), 400, 'INVALID_FIELD'],
-    [
-      'identifiers',
-      'an email as userId',
-      () => postIssuance(issuance({ userId: 'ada@example.com' })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'identifiers',
-      'a 200-character userId',
-      () => postIssuance(issuance({ userId: 'u'.repeat(200) })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'identifiers',
-      'an issuerDid that is not a DID',
-      () => postIssuance(issuance({ issuerDid: 'issuer' })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'identifiers',
-      'an issuer DID not served here',
-      () => postIssuance(issuance({ issuerDid: 'did:air:id:elsewhere' })),
-      403,
-      'ISSUER_NOT_SERVED',
-    ],
-    [
-      'identifiers',
-      'an unregistered schema',
-      () => postIssuance(issuance({ schemaId: 'no-such' })),
-      400,
-      'UNKNOWN_SCHEMA',
-    ],
-    [
-      'identifiers',
-      'an unregistered program',
-      () => postIssuance(issuance({ credentialId: 'prog-nobody' })),
-      400,
-      'UNKNOWN_PROGRAM',
-    ],
-    [
-      'identifiers',
-      "another schema's program",
-      () => postIssuance(issuance({ credentialId: 'prog-proof-of-address' })),
-      400,
-      'PROGRAM_SCHEMA_MISMATCH',
-    ],
-    [
-      'identifiers',
-      'a file kind the schema does not allow',
-      () => postIssuance(issuance({ files: [{ kind: 'utility-bill', contentType: 'image/png', data: png }] })),
-      400,
-      'ITEM_NOT_ALLOWED',
-    ],
-    ['identifiers', 'an unknown curve', () => postIssuance(issuance({ curve: 'ed25519' })), 400, 'INVALID_CURVE'],
-    [
-      'identifiers',
-      'a malformed Idempotency-Key',
-      () => postIssuance(issuance(), { 'idempotency-key': 'a b' }),
-      400,
-      'INVALID_IDEMPOTENCY_KEY',
-    ],
-    [
-      'identifiers',
-      'a malformed issuance id',
-      () => ({ path: '/v1/issuances/../../etc', headers: apiKey }),
-      404,
-      'NOT_FOUND',
-    ],
+  /** Refusals answered from a database lookup: well-formed, but nothing of the kind exists. */
+  const lookups: Case[] = [
     [
       'identifiers',
       'an unknown issuance id',
       () => ({ path: `/v1/issuances/iss_${'A'.repeat(24)}`, headers: apiKey }),
       404,
       'ISSUANCE_NOT_FOUND',
-    ],
-    [
-      'identifiers',
-      'a callback userId with a space',
-      () => postCallback(JSON.stringify({ ...callbackPayload, userId: 'a b' })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'identifiers',
-      'a callback verifierDid that is not a DID',
-      () => postCallback(JSON.stringify({ ...callbackPayload, verifierDid: 'verifier' })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'identifiers',
-      'an admin revoke of a malformed DID',
-      () => adminPost('/v1/admin/authorizations/revoke', { ...callbackPayload, verifierDid: 'x' }),
-      400,
-      'INVALID_FIELD',
     ],
     [
       'identifiers',
@@ -611,88 +68,68 @@ describe('hostile requests, every route', () => {
       'AUTHORIZATION_NOT_FOUND',
     ],
     [
-      'identifiers',
-      'an admin list with an unknown state',
-      () => ({ path: '/v1/admin/authorizations?state=bogus', headers: admin }),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'identifiers',
-      'an admin list with limit 501',
-      () => ({ path: '/v1/admin/authorizations?limit=501', headers: admin }),
-      400,
-      'INVALID_FIELD',
-    ],
-    // keys
-    [
-      'keys',
-      'a cakPublicKey that is not hex or base64',
-      () => postIssuance(issuance({ cakPublicKey: 'not a key!' })),
-      400,
-      'INVALID_CAK_PUBLIC_KEY',
-    ],
-    [
-      'keys',
-      'a point not on P-256',
-      () => postIssuance(issuance({ cakPublicKey: `04${'11'.repeat(64)}` })),
-      400,
-      'INVALID_CAK_PUBLIC_KEY',
-    ],
-    [
-      'keys',
-      'the point at infinity',
-      () => postIssuance(issuance({ cakPublicKey: '00' })),
-      400,
-      'INVALID_CAK_PUBLIC_KEY',
-    ],
-    [
-      'keys',
-      'a compressed key with a bad prefix',
-      () => postIssuance(issuance({ cakPublicKey: `05${'11'.repeat(32)}` })),
-      400,
-      'INVALID_CAK_PUBLIC_KEY',
-    ],
-    [
-      'keys',
-      'a 600-character key',
-      () => postIssuance(issuance({ cakPublicKey: 'a'.repeat(600) })),
-      400,
-      'INVALID_FIELD',
-    ],
-    [
-      'keys',
-      'a Verifier JWK that is RSA',
+      'signatures',
+      'a genuine URL for no authorization',
       () => ({
-        method: 'PUT',
-        path: '/v1/admin/verifiers/keys',
-        headers: { ...json, ...admin },
-        body: JSON.stringify({
-          verifierDid: callbackPayload.verifierDid,
-          jwk: { kty: 'RSA', n: 'x', e: 'AQAB', kid: 'k' },
-        }),
+        path: `/v1/verifier/packages/${signPackageToken(config.SIGNED_URL_SECRET, { pur: 'package', aid: `auth_${'A'.repeat(24)}`, rid: 'rec_x', pid: 'p', exp: Math.floor(Date.now() / 1000) + 60 })}`,
       }),
-      400,
-      'INVALID_FIELD',
+      403,
+      'AUTHORIZATION_REQUIRED',
+    ],
+  ];
+
+  /** One or two of each refusing stage, for the check that nothing was recorded. */
+  const representative: [name: string, make: () => Sent | Promise<Sent>][] = [
+    ['issuance: malformed JSON', () => postIssuance('{"userId": ')],
+    ['issuance: text/plain', () => postIssuance(issuance(), { 'content-type': 'text/plain' })],
+    ['issuance: multipart without a boundary', () => postIssuance('--b--', { 'content-type': 'multipart/form-data' })],
+    ['issuance: $where in credentialSubject', () => postIssuance(issuance({ credentialSubject: { $where: '1' } }))],
+    ['issuance: an unknown field', () => postIssuance(issuance({ role: 'admin' }))],
+    ['issuance: an unregistered program', () => postIssuance(issuance({ credentialId: 'prog-nobody' }))],
+    ['issuance: an issuer DID not served here', () => postIssuance(issuance({ issuerDid: 'did:air:id:elsewhere' }))],
+    ['issuance: a point not on P-256', () => postIssuance(issuance({ cakPublicKey: `04${'11'.repeat(64)}` }))],
+    ['issuance: a malformed Idempotency-Key', () => postIssuance(issuance(), { 'idempotency-key': 'a b' })],
+    ['issuance: a wrong API key', () => postIssuance(issuance(), { 'x-api-key': 'not-the-key' })],
+    ['callback: no signature', () => postCallback(JSON.stringify(callbackPayload), json)],
+    [
+      'callback: another secret',
+      () =>
+        postCallback(
+          JSON.stringify(callbackPayload),
+          signedCallback(JSON.stringify(callbackPayload), {
+            secret: `whsec_${Buffer.from('an-attacker-guessed-secret!!').toString('base64')}`,
+          }),
+        ),
     ],
     [
-      'keys',
-      'a Verifier JWK with a short coordinate',
-      () => ({
-        method: 'PUT',
-        path: '/v1/admin/verifiers/keys',
-        headers: { ...json, ...admin },
-        body: JSON.stringify({
-          verifierDid: callbackPayload.verifierDid,
-          jwk: { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA', kid: 'k' },
-        }),
-      }),
-      400,
-      'INVALID_FIELD',
+      'callback: a replay signed 10 minutes ago',
+      () =>
+        postCallback(
+          JSON.stringify(callbackPayload),
+          signedCallback(JSON.stringify(callbackPayload), { timestamp: minutes(-10) }),
+        ),
     ],
     [
-      'keys',
-      'a Verifier JWK carrying a private part',
+      'callback: a signed BOM (verified, then not JSON)',
+      () =>
+        postCallback(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(callbackPayload))])),
+    ],
+    ['callback: an unknown field', () => postCallback(JSON.stringify({ ...callbackPayload, role: 'admin' }))],
+    ['callback: a NoSQL operator', () => postCallback(JSON.stringify({ ...callbackPayload, userId: { $ne: null } }))],
+    ['callback: 5 KB', () => postCallback(JSON.stringify({ ...callbackPayload, pad: 'x'.repeat(5_000) }))],
+    [
+      'callback: a webhook-id changed after signing',
+      () => {
+        const body = JSON.stringify(callbackPayload);
+        return postCallback(body, { ...signedCallback(body), 'webhook-id': 'msg_other' });
+      },
+    ],
+    [
+      'admin: a malformed DID',
+      () => adminPost('/v1/admin/authorizations/revoke', { ...callbackPayload, verifierDid: 'x' }),
+    ],
+    [
+      'admin: a Verifier JWK carrying a private part',
       () => ({
         method: 'PUT',
         path: '/v1/admin/verifiers/keys',
@@ -702,381 +139,89 @@ describe('hostile requests, every route', () => {
           jwk: { kty: 'EC', crv: 'P-256', x: 'A'.repeat(43), y: 'A'.repeat(43), d: 'A'.repeat(43), kid: 'k' },
         }),
       }),
-      400,
-      'INVALID_FIELD',
-    ],
-    // signatures and replay
-    [
-      'signatures',
-      'a callback without signature headers',
-      () => postCallback(JSON.stringify(callbackPayload), json),
-      401,
-      'SIGNATURE_MISSING',
     ],
     [
-      'signatures',
-      'a callback signed with another secret',
-      () =>
-        postCallback(
-          JSON.stringify(callbackPayload),
-          signedCallback(JSON.stringify(callbackPayload), {
-            secret: `whsec_${Buffer.from('an-attacker-guessed-secret!!').toString('base64')}`,
-          }),
-        ),
-      401,
-      'SIGNATURE_INVALID',
+      'verifier: a JWT from an unregistered DID',
+      async () => ({
+        path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
+        headers: { authorization: `Bearer ${await verifierJwt()}` },
+      }),
     ],
     [
-      'signatures',
-      'a body changed after signing',
-      () =>
-        postCallback(
-          JSON.stringify({ ...callbackPayload, userId: 'someone-else' }),
-          signedCallback(JSON.stringify(callbackPayload)),
-        ),
-      401,
-      'SIGNATURE_INVALID',
-    ],
-    [
-      'signatures',
-      'a BOM added after signing',
-      () => {
-        const body = JSON.stringify(callbackPayload);
-        return postCallback(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(body)]), signedCallback(body));
-      },
-      401,
-      'SIGNATURE_INVALID',
-    ],
-    [
-      'signatures',
-      'a BOM that was signed',
-      () =>
-        postCallback(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify(callbackPayload))])),
-      400,
-      'MALFORMED_JSON',
-    ],
-    [
-      'signatures',
-      'a replay signed 10 minutes ago',
-      () =>
-        postCallback(
-          JSON.stringify(callbackPayload),
-          signedCallback(JSON.stringify(callbackPayload), { timestamp: minutes(-10) }),
-        ),
-      401,
-      'SIGNATURE_TIMESTAMP_STALE',
-    ],
-    [
-      'signatures',
-      'a timestamp 10 minutes ahead',
-      () =>
-        postCallback(
-          JSON.stringify(callbackPayload),
-          signedCallback(JSON.stringify(callbackPayload), { timestamp: minutes(10) }),
-        ),
-      401,
-      'SIGNATURE_TIMESTAMP_FUTURE',
-    ],
-    [
-      'signatures',
-      'a millisecond timestamp',
-      () => {
-        const body = JSON.stringify(callbackPayload);
-        const h = signedCallback(body);
-        return postCallback(body, { ...h, 'webhook-timestamp': String(Date.now()) });
-      },
-      401,
-      'SIGNATURE_MALFORMED',
-    ],
-    [
-      'signatures',
-      'a signature under v2',
-      () => {
-        const body = JSON.stringify(callbackPayload);
-        const h = signedCallback(body);
-        return postCallback(body, { ...h, 'webhook-signature': h['webhook-signature']!.replace('v1,', 'v2,') });
-      },
-      401,
-      'SIGNATURE_INVALID',
-    ],
-    [
-      'signatures',
-      'a webhook-id changed after signing',
-      () => {
-        const body = JSON.stringify(callbackPayload);
-        return postCallback(body, { ...signedCallback(body), 'webhook-id': 'msg_other' });
-      },
-      401,
-      'SIGNATURE_INVALID',
-    ],
-    [
-      'signatures',
-      'a forged package URL',
+      'verifier: a forged package URL',
       () => ({
         path: `/v1/verifier/packages/${signPackageToken('an-attacker-secret-of-at-least-32-chars!', { pur: 'package', aid: 'auth_x', rid: 'rec_x', pid: 'p', exp: Math.floor(Date.now() / 1000) + 60 })}`,
       }),
-      403,
-      'URL_INVALID',
     ],
+    ['codec: malformed JSON', () => codecPost('/codec/decode', '{nope')],
     [
-      'signatures',
-      'an expired package URL',
-      () => ({
-        path: `/v1/verifier/packages/${signPackageToken(config.SIGNED_URL_SECRET, { pur: 'package', aid: 'auth_x', rid: 'rec_x', pid: 'p', exp: Math.floor(Date.now() / 1000) - 1 })}`,
-      }),
-      403,
-      'URL_EXPIRED',
-    ],
-    [
-      'signatures',
-      'a genuine URL for no authorization',
-      () => ({
-        path: `/v1/verifier/packages/${signPackageToken(config.SIGNED_URL_SECRET, { pur: 'package', aid: `auth_${'A'.repeat(24)}`, rid: 'rec_x', pid: 'p', exp: Math.floor(Date.now() / 1000) + 60 })}`,
-      }),
-      403,
-      'AUTHORIZATION_REQUIRED',
-    ],
-    // auth and tokens
-    [
-      'auth',
-      'an issuance without an API key',
-      () => ({ ...postIssuance(issuance()), headers: json }),
-      401,
-      'UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'an issuance with a wrong API key',
-      () => postIssuance(issuance(), { 'x-api-key': 'not-the-key' }),
-      401,
-      'UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a status read without an API key',
-      () => ({ path: `/v1/issuances/iss_${'A'.repeat(24)}` }),
-      401,
-      'UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a partner token without an API key',
-      () => ({ method: 'POST', path: '/v1/partner-tokens', headers: json, body: '{"scope":"issue"}' }),
-      401,
-      'UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'Verifier data without a token',
-      () => ({ path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic` }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'Verifier data with a Basic credential',
-      () => ({
-        path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
-        headers: { authorization: 'Basic dXNlcjpwYXNz' },
-      }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a Verifier JWT that is not a JWT',
-      () => ({
-        path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
-        headers: { authorization: 'Bearer a.b.c' },
-      }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a Verifier JWT with alg none',
-      () => ({
-        path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
-        headers: {
-          authorization: `Bearer ${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ iss: callbackPayload.verifierDid, sub: callbackPayload.verifierDid, aud: 'cak-issuer', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`,
-        },
-      }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a Verifier JWT from an unregistered DID',
-      async () => ({
-        path: `/v1/verifier/data?userId=${userId}&schemaId=kyc-basic`,
-        headers: { authorization: `Bearer ${await verifierJwt({})}` },
-      }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'an admin route without a token',
-      () => ({ path: '/v1/admin/authorizations' }),
-      401,
-      'ADMIN_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'an admin route with a wrong token',
-      () => ({ path: '/v1/admin/authorizations', headers: { authorization: 'Bearer not-the-admin-token' } }),
-      401,
-      'ADMIN_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'an admin route with the API key',
-      () => ({ path: '/v1/admin/authorizations', headers: apiKey }),
-      401,
-      'ADMIN_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a codec call without a token',
-      () => ({ method: 'POST', path: '/codec/decode', headers: json, body: '{"payloads":[]}' }),
-      401,
-      'CODEC_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a codec call with a wrong token',
-      () => codecPost('/codec/decode', '{"payloads":[]}', { authorization: 'Bearer not-the-codec-token-at-all' }),
-      401,
-      'CODEC_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a codec call from a foreign origin',
-      () => codecPost('/codec/decode', '{"payloads":[]}', { origin: 'https://evil.example' }),
-      403,
-      'CODEC_ORIGIN_NOT_ALLOWED',
-    ],
-    [
-      'auth',
-      'a codec sign-in with a wrong token',
+      'partner token: an unknown scope',
       () => ({
         method: 'POST',
-        path: '/codec/session',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: 'token=wrong-token-0123456789',
+        path: '/v1/partner-tokens',
+        headers: { ...json, ...apiKey },
+        body: '{"scope":"admin"}',
       }),
-      401,
-      'CODEC_UNAUTHENTICATED',
-    ],
-    [
-      'auth',
-      'a forged codec session cookie',
-      () => ({
-        method: 'POST',
-        path: '/codec/decode',
-        headers: { ...json, cookie: 'cak_codec_session=9999999999999.abc.def' },
-        body: '{"payloads":[]}',
-      }),
-      401,
-      'CODEC_UNAUTHENTICATED',
-    ],
-    // rate and abuse (limits themselves: the next describe)
-    [
-      'abuse',
-      'a 20 KB header',
-      () => ({ path: '/healthz', headers: { 'x-junk': 'j'.repeat(20_000) } }),
-      431,
-      'HEADERS_TOO_LARGE',
-    ],
-    [
-      'abuse',
-      'userId given twice in the Verifier query',
-      async () => ({
-        path: `/v1/verifier/data?userId=a&userId=b&schemaId=kyc-basic`,
-        headers: { authorization: `Bearer ${await verifierJwt({})}` },
-      }),
-      401,
-      'VERIFIER_UNAUTHENTICATED',
-    ],
-    [
-      'abuse',
-      'an admin list with 2,000 query parameters',
-      () => ({
-        path: `/v1/admin/authorizations?${Array.from({ length: 2_000 }, (_, i) => `p${i}=1`).join('&')}`,
-        headers: admin,
-      }),
-      400,
-      'JSON_TOO_MANY_KEYS',
     ],
   ];
 
   beforeAll(async () => {
-    config = await callbackConfig({
-      ITEM_MAX_FILE_BYTES: String(64 * 1024),
-      ITEM_MAX_TOTAL_BYTES: String(100 * 1024),
-      ITEM_MAX_FILES: '3',
-      API_RATE_LIMIT_PER_MINUTE: '100000',
-      AUTH_FAILURE_LIMIT_PER_MINUTE: '100000',
-      VERIFIER_RATE_LIMIT_PER_MINUTE: '100000',
-      ADMIN_RATE_LIMIT_PER_MINUTE: '100000',
-    });
+    config = await callbackConfig(HOSTILE_ENV);
     api = await startCallbackApi(config);
     const { privateKey } = await generateKeyPair('ES256');
-    verifierJwt = (claims, options = {}) =>
-      new SignJWT({ ...claims })
-        .setProtectedHeader({ alg: options.alg ?? 'ES256' })
+    verifierJwt = () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'ES256' })
         .setIssuer(callbackPayload.verifierDid)
         .setSubject(callbackPayload.verifierDid)
         .setAudience('cak-issuer')
         .setIssuedAt()
-        .setExpirationTime(options.exp ?? Math.floor(Date.now() / 1000) + 60)
+        .setExpirationTime(Math.floor(Date.now() / 1000) + 60)
         .sign(privateKey);
   });
   afterAll(async () => {
     await api?.close();
+    const database = await openDb(config);
+    await database.db.dropDatabase().catch(() => undefined);
+    await database.close();
   });
 
-  it('has at least 100 distinct cases in every group', () => {
-    expect(new Set(cases.map((c) => c[1])).size).toBe(cases.length);
-    expect(cases.length).toBeGreaterThanOrEqual(100);
-    expect(new Set(cases.map((c) => c[0]))).toEqual(
-      new Set(['framing', 'content type', 'size', 'json', 'identifiers', 'keys', 'signatures', 'auth', 'abuse']),
-    );
+  it.each(lookups)('%s: %s', async (_group, _name, make, status, code) => {
+    expect(await send(api.url, await make())).toEqual({ status, code });
   });
 
-  it('answers each with its 4xx and code, and never a 5xx', async () => {
-    const answers: [string, string, { status: number; code: string | null }][] = [];
-    for (const [group, name, make] of cases) answers.push([group, name, await send(api.url, await make())]);
-    expect(answers.map(([group, name, a]) => [group, name, a.status, a.code])).toEqual(
-      cases.map(([group, name, , status, code]) => [group, name, status, code]),
-    );
-    expect(answers.filter(([, , a]) => a.status >= 500)).toEqual([]);
-  });
+  it('a representative set of hostile requests is refused with a 4xx, and nothing was recorded, staged, started or audited (aggregated denial counts aside)', async () => {
+    const answers: [string, number][] = [];
+    for (const [name, make] of representative) answers.push([name, (await send(api.url, await make())).status]);
+    expect(answers.filter(([, status]) => status < 400 || status >= 500)).toEqual([]);
 
-  it('recorded, staged, started and audited nothing (aggregated denial counts aside)', async () => {
     const database = await openDb(config);
     try {
+      const counts: Record<string, number> = {};
       for (const collection of [
         'issuances',
         'staging',
+        'stagingBlobs.files',
         'records',
+        'packages',
         'authorizations',
+        'verifiers',
         'callback_inbox',
         'callback_deliveries',
-      ]) {
-        expect([collection, await database.db.collection(collection).countDocuments({})]).toEqual([collection, 0]);
-      }
+      ])
+        counts[collection] = await database.db.collection(collection).countDocuments({});
+      expect(counts).toEqual(Object.fromEntries(Object.keys(counts).map((c) => [c, 0])));
       for (const collection of ['audit_pending', 'audit_events']) {
         const types = await database.db.collection<{ type: string }>(collection).distinct('type');
         expect([collection, types.filter((t) => t !== 'verifier.denied')]).toEqual([collection, []]);
       }
     } finally {
-      await database.db.dropDatabase().catch(() => undefined);
       await database.close();
     }
     const client = await connectClient(config);
     try {
-      expect(await countRuns(client, config.TEMPORAL_TASK_QUEUE)).toBe(0);
+      const { count } = await client.workflow.count(`TaskQueue = '${config.TEMPORAL_TASK_QUEUE}'`);
+      expect(count).toBe(0);
     } finally {
       await client.connection.close();
     }

@@ -5,6 +5,7 @@ import type { temporal } from '@temporalio/proto';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { dataConverterFor, payloadCodecFor } from '../../src/crypto/payload-codec';
 import { connectivityCheckWorkflow } from '../../src/workflows';
+import { eventually } from '../support/eventually';
 import { connectClient, startTestWorker, testConfig, uniqueId } from '../support/temporal';
 
 /** Payload bytes as text, so a plaintext marker inside them would show up in the serialized history. */
@@ -27,12 +28,10 @@ async function historyWhen(
   done: (events: temporal.api.history.v1.IHistoryEvent[]) => boolean,
   timeoutMs: number,
 ): Promise<temporal.api.history.v1.IHistoryEvent[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const events = (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
-    if (done(events) || Date.now() > deadline) return events;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  return eventually(async () => (await client.workflow.getHandle(workflowId).fetchHistory()).events ?? [], done, {
+    what: `the history of ${workflowId} to satisfy ${done.toString()}`,
+    timeoutMs,
+  });
 }
 
 describe('Temporal payload codec through a real worker', () => {
