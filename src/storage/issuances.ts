@@ -47,6 +47,15 @@ export interface IssuanceListFilter {
   schemaId?: string;
 }
 
+/** The order an issuance's status moves in, and where each step's completion leaves it. */
+const ISSUANCE_STATUS_ORDER: readonly IssuanceStatus[] = ['accepted', 'running', 'stored', 'completed'];
+const STATUS_AFTER: Record<IssuanceStep, IssuanceStatus> = {
+  issue: 'running',
+  encrypt: 'running',
+  store: 'stored',
+  shred: 'completed',
+};
+
 export function issuancesRepository(db: Db) {
   const issuances = db.collection<IssuanceDoc>('issuances');
   return {
@@ -98,8 +107,14 @@ export function issuancesRepository(db: Db) {
             : state === 'completed' && step === 'shred'
               ? 'completed'
               : undefined;
+      // Statuses only move forward: a late attempt of a step (a retry whose timed-out first attempt
+      // finished anyway) must not take a completed issuance back to `stored`.
+      const notBeyond = ISSUANCE_STATUS_ORDER.slice(0, ISSUANCE_STATUS_ORDER.indexOf(STATUS_AFTER[step]) + 1);
       await issuances.updateOne(
-        { _id: issuanceId, status: { $ne: 'failed' } },
+        {
+          _id: issuanceId,
+          status: state === 'completed' ? { $in: notBeyond.filter((s) => s !== status) } : { $ne: 'failed' },
+        },
         {
           $set: {
             [`steps.${step}`]: { state, at: now },
