@@ -888,7 +888,9 @@ async function main(): Promise<number> {
     API_HOST: '127.0.0.1',
     API_RATE_LIMIT_PER_MINUTE: '100000',
     PUBLIC_RATE_LIMIT_PER_MINUTE: '100000',
-    API_SHUTDOWN_GRACE_MS: '10000',
+    // longer than the slowest request under the soak's faults (an upload while the database is
+    // locked by a restart can take over 10 s): a drain cuts nothing a client is still owed
+    API_SHUTDOWN_GRACE_MS: '30000',
     API_METRICS_PORT: '0', // two instances: each its own free metrics port
     SCHEMA_REGISTRY_PATH: soakRegistry(dataDir),
     // explicit, so that the rotations have something to rotate from (the same dev values as the defaults)
