@@ -14,7 +14,8 @@ type Created = { created: boolean; scheduleId: string };
  * Creates a schedule that starts one workflow run at a time (overlap SKIP), idempotently at worker
  * start; `triggerNow` starts the first run at once. A schedule belongs to the namespace, not to a
  * worker: one that exists already is updated to this worker's action (task queue, arguments), so a
- * schedule left pointing at a task queue nobody polls (another deployment's, a test's) is taken back.
+ * schedule left pointing at a task queue nobody polls (another deployment's, a test's) is taken back,
+ * and a run it started there is ended.
  */
 async function ensureSchedule(
   client: Client,
@@ -34,7 +35,21 @@ async function ensureSchedule(
     return { created: true, scheduleId };
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
-    await client.schedule.getHandle(scheduleId).update((previous) => ({ ...desired, state: previous.state }));
+    const handle = client.schedule.getHandle(scheduleId);
+    const before = await handle.describe();
+    await handle.update((previous) => ({ ...desired, state: previous.state }));
+    if (before.action.type === 'startWorkflow' && before.action.taskQueue !== action.taskQueue) {
+      // A run started for the old task queue waits there for a worker that may never come, and
+      // blocks the next run (overlap SKIP) until its timeout: end it, and start one here.
+      for (const { workflow } of before.info.runningActions) {
+        await client.workflow
+          .getHandle(workflow.workflowId, workflow.firstExecutionRunId)
+          .terminate(`schedule ${scheduleId} moved to task queue ${action.taskQueue}`)
+          .catch(() => undefined); // ended meanwhile
+      }
+      // ALLOW_ALL: the schedule may not have seen the termination yet (the run it ended is gone)
+      if (triggerNow) await handle.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
+    }
     return { created: false, scheduleId };
   }
 }

@@ -103,6 +103,15 @@ describe('the keyed, sealed audit trail', () => {
       );
       expect(described.action).toMatchObject({ type: 'startWorkflow', workflowType: 'auditSealWorkflow' });
       expect(described.policies.overlap).toBe(ScheduleOverlapPolicy.SKIP);
+      // A worker of another task queue takes the schedule over: the run stuck on the idle queue is
+      // ended (it would block the next one, overlap SKIP, until its 5-minute timeout).
+      const stuck = described.info.runningActions[0]!.workflow;
+      const moved = { ...options, taskQueue: `${config.TEMPORAL_TASK_QUEUE}-moved` };
+      expect(await ensureAuditSealSchedule(client, moved)).toEqual({ created: false, scheduleId });
+      expect(
+        (await client.workflow.getHandle(stuck.workflowId, stuck.firstExecutionRunId).describe()).status.name,
+      ).toBe('TERMINATED');
+      expect((await schedule.describe()).action).toMatchObject({ taskQueue: moved.taskQueue });
     } finally {
       const running = (await schedule.describe()).info.runningActions;
       await schedule.delete();
