@@ -1,6 +1,7 @@
 import {
   MongoClient,
   MongoNetworkError,
+  MongoServerError,
   MongoServerSelectionError,
   type Collection,
   type Db,
@@ -73,9 +74,17 @@ export function watchMonitor(client: MongoClient, onStall: (silentMs: number) =>
   return timer;
 }
 
-/** The database is down or unreachable (as opposed to refusing a query): worth a 503 and a retry. */
+/**
+ * The database is down, unreachable or momentarily busy (as opposed to refusing a query): worth a
+ * 503 and a retry. FerretDB on SQLite answers a write that waited too long for the file lock with
+ * `database is locked (SQLITE_BUSY)`.
+ */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  return err instanceof MongoServerSelectionError || err instanceof MongoNetworkError;
+  return (
+    err instanceof MongoServerSelectionError ||
+    err instanceof MongoNetworkError ||
+    (err instanceof MongoServerError && /\(SQLITE_BUSY\)/.test(err.message))
+  );
 }
 
 export async function pingDatabase(db: Db, timeoutMs = 2_000): Promise<void> {

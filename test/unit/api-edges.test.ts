@@ -856,6 +856,17 @@ describe('/readyz', () => {
 });
 
 describe('a database outage', () => {
+  it('counts a busy database (FerretDB on SQLite) as unavailable, and other server errors not', async () => {
+    const { MongoServerError } = await import('mongodb');
+    const { isDatabaseUnavailable } = await import('../../src/storage/mongo');
+    const busy =
+      '[msg_insert.go:168] [collection.go:135 sqlite.(*collection).InsertAll.func1] database is locked (5) (SQLITE_BUSY)';
+    expect(isDatabaseUnavailable(new MongoServerError({ message: busy }))).toBe(true);
+    expect(isDatabaseUnavailable(new MongoServerError({ message: 'E11000 duplicate key error', code: 11000 }))).toBe(
+      false,
+    );
+  });
+
   it('is a 503 UNAVAILABLE with Retry-After, not a 500', async () => {
     const { MongoClient } = await import('mongodb');
     const { default: express } = await import('express');
