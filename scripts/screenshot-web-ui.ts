@@ -11,26 +11,9 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, relative, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, type PageGlobals } from '../test/support/chromium';
 import { loadConfig } from '../src/config';
 import { DemoError, endpointsOf, ensureSystem } from './demo';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-/** The few browser globals the page scripts touch (the project compiles without the DOM lib). */
-interface PageGlobals {
-  localStorage: { setItem(key: string, value: string): void };
-  document: { body: { innerText: string } };
-}
 
 const say = (line: string) => process.stdout.write(`[screenshot] ${line}\n`);
 

@@ -1,5 +1,6 @@
 import express, { type Express } from 'express';
 import helmet from 'helmet';
+import type { Config } from '../config';
 import type { IssuanceLimits } from '../domain/issuance-request';
 import { codecRouter, type CodecRouterOptions } from '../crypto/codec-server';
 import type { Logger } from '../observability/logger';
@@ -49,6 +50,16 @@ export const DEFAULT_LIMITS: AppLimits = {
   codecPerMinute: 600,
   authFailuresPerMinute: 30,
 };
+
+/** The limits the configuration sets (the API server and the unit tests' app wire the same). */
+export function appLimitsOf(config: Config): AppLimits {
+  return {
+    verifierPerMinute: config.VERIFIER_RATE_LIMIT_PER_MINUTE,
+    adminPerMinute: config.ADMIN_RATE_LIMIT_PER_MINUTE,
+    codecPerMinute: config.CODEC_RATE_LIMIT_PER_MINUTE,
+    authFailuresPerMinute: config.AUTH_FAILURE_LIMIT_PER_MINUTE,
+  };
+}
 
 export interface AppDeps {
   log: Logger;

@@ -5,7 +5,7 @@ import { openResources } from '../resources';
 import { ensureIndexes } from '../storage/indexes';
 import { pingDatabase } from '../storage/mongo';
 import { pingTemporal } from '../temporal/connection';
-import { createApp } from './app';
+import { appLimitsOf, createApp } from './app';
 import { answerClientErrors } from './errors';
 import { apiMetrics } from './metrics';
 import { metricsServer } from '../observability/metrics';
@@ -78,12 +78,7 @@ export async function startApi(config: Config, options: ApiOptions = {}): Promis
   const app = createApp({
     log,
     trustProxy: config.API_TRUST_PROXY,
-    limits: {
-      verifierPerMinute: config.VERIFIER_RATE_LIMIT_PER_MINUTE,
-      adminPerMinute: config.ADMIN_RATE_LIMIT_PER_MINUTE,
-      codecPerMinute: config.CODEC_RATE_LIMIT_PER_MINUTE,
-      authFailuresPerMinute: config.AUTH_FAILURE_LIMIT_PER_MINUTE,
-    },
+    limits: appLimitsOf(config),
     probes: { temporal: () => pingTemporal(temporal), database: () => pingDatabase(db) },
     issuance: issuanceApiDeps(config, db, temporal, resources),
     authorization,

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_ARGS, type PageGlobals } from '../support/chromium';
 import { startTemporal, stopService, type Paths } from '../../scripts/lib/local-services';
 import { startApi, type ApiHandle } from '../../src/api/server';
 import { DEV_CODEC_AUTH_TOKEN } from '../../src/config';
@@ -20,27 +21,10 @@ import {
  * codec endpoint is our API) in headless Chromium. An operator signs in to the codec endpoint, finds
  * a run by CakUserId, and reads its decoded input; Temporal itself holds only ciphertext.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACT = resolve('test/artifacts/webui-decoded-input.png');
 const SEARCH_ARTIFACT = resolve('test/artifacts/webui-search-by-user.png');
-const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
 if (!existsSync(CHROMIUM)) {
   console.warn(`Web UI test skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH).`);
-}
-/** The few browser globals the page scripts below touch (the project compiles without the DOM lib). */
-interface PageGlobals {
-  localStorage: { setItem(key: string, value: string): void };
-  document: { body: { innerText: string } };
 }
 type Link = { getAttribute(name: string): string | null };
 

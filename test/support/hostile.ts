@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp } from '../../src/api/app';
+import { appLimitsOf, createApp } from '../../src/api/app';
 import { authorizationApiDeps } from '../../src/api/authorization-wiring';
 import { answerClientErrors } from '../../src/api/errors';
 import { issuanceApiDeps } from '../../src/api/issuance-wiring';
@@ -144,12 +144,7 @@ export async function startUnitApi(env: NodeJS.ProcessEnv = {}): Promise<UnitApi
   const app = createApp({
     log,
     trustProxy: config.API_TRUST_PROXY,
-    limits: {
-      verifierPerMinute: config.VERIFIER_RATE_LIMIT_PER_MINUTE,
-      adminPerMinute: config.ADMIN_RATE_LIMIT_PER_MINUTE,
-      codecPerMinute: config.CODEC_RATE_LIMIT_PER_MINUTE,
-      authFailuresPerMinute: config.AUTH_FAILURE_LIMIT_PER_MINUTE,
-    },
+    limits: appLimitsOf(config),
     probes: { temporal: () => Promise.resolve(), database: () => Promise.resolve() },
     issuance: issuanceApiDeps(config, empty.db, empty.temporal),
     authorization,

@@ -8,13 +8,12 @@ import {
   type DeliverySignal,
 } from '../../src/domain/authorization';
 import type { authorizationWorkflow } from '../../src/workflows/authorization';
-import { testConfig, workflowBundle } from '../support/temporal';
 import {
   attempt,
   authorizationInput,
   outcomeOf,
   permanent,
-  startStubWorker,
+  startTestStubWorker,
   uniqueWorkflowId,
   LATE_DELIVERY_GRACE_MS,
   WINDOW_MS,
@@ -73,12 +72,7 @@ describe('authorizationWorkflow (stubbed activities)', () => {
   const delivery = (handle: WorkflowHandle, signal: DeliverySignal) => handle.signal(DELIVERY_SIGNAL, signal);
 
   beforeAll(async () => {
-    const config = testConfig();
-    w = await startStubWorker({
-      address: config.TEMPORAL_ADDRESS,
-      namespace: config.TEMPORAL_NAMESPACE,
-      code: { workflowBundle: workflowBundle() },
-    });
+    w = await startTestStubWorker();
 
     windowed.active = observe(authorizationInput());
     windowed.notify = observe(authorizationInput(), {

@@ -15,6 +15,7 @@ import { Worker } from '@temporalio/worker';
 import type { Activities } from '../../src/activities';
 import type { AuthorizationInput } from '../../src/domain/authorization';
 import type { IssuanceInput, PackageRef } from '../../src/domain/issuance';
+import { testConfig, workflowBundle } from '../support/temporal';
 
 export type ActivityName = keyof Activities;
 type Impl<K extends ActivityName> = (
@@ -183,6 +184,16 @@ export interface StubWorker {
  * queue with the stubbed activities. Tests pass the bundle global-setup built; the recording script
  * lets the worker bundle src/workflows itself.
  */
+/** A stub worker on the test services' Temporal, running the bundle global-setup built. */
+export function startTestStubWorker(): Promise<StubWorker> {
+  const config = testConfig();
+  return startStubWorker({
+    address: config.TEMPORAL_ADDRESS,
+    namespace: config.TEMPORAL_NAMESPACE,
+    code: { workflowBundle: workflowBundle() },
+  });
+}
+
 export async function startStubWorker(options: {
   address: string;
   namespace: string;

@@ -2,13 +2,12 @@ import './quiet-runtime';
 import { Context } from '@temporalio/activity';
 import type { issuanceWorkflow } from '../../src/workflows/issuance';
 import type { IssuanceInput, IssuanceStep } from '../../src/domain/issuance';
-import { testConfig, workflowBundle } from '../support/temporal';
 import {
   attempt,
   issuanceInput,
   outcomeOf,
   permanent,
-  startStubWorker,
+  startTestStubWorker,
   uniqueWorkflowId,
   type Behaviour,
   type Script,
@@ -20,12 +19,7 @@ describe('issuanceWorkflow (stubbed activities)', () => {
   let w: StubWorker;
 
   beforeAll(async () => {
-    const config = testConfig();
-    w = await startStubWorker({
-      address: config.TEMPORAL_ADDRESS,
-      namespace: config.TEMPORAL_NAMESPACE,
-      code: { workflowBundle: workflowBundle() },
-    });
+    w = await startTestStubWorker();
   });
   afterAll(() => w?.close());
 

@@ -2,20 +2,14 @@ import './quiet-runtime';
 import type { auditSealWorkflow } from '../../src/workflows/audit';
 import type { connectivityCheckWorkflow } from '../../src/workflows/connectivity';
 import type { stagingSweepWorkflow } from '../../src/workflows/issuance';
-import { testConfig, workflowBundle } from '../support/temporal';
-import { attempt, outcomeOf, startStubWorker, uniqueWorkflowId, type StubWorker } from './harness';
+import { attempt, outcomeOf, startTestStubWorker, uniqueWorkflowId, type StubWorker } from './harness';
 
 /** The one-step workflows: the audit sequencer, the staging sweep and the connectivity check. */
 describe('maintenance workflows (stubbed activities)', () => {
   let w: StubWorker;
 
   beforeAll(async () => {
-    const config = testConfig();
-    w = await startStubWorker({
-      address: config.TEMPORAL_ADDRESS,
-      namespace: config.TEMPORAL_NAMESPACE,
-      code: { workflowBundle: workflowBundle() },
-    });
+    w = await startTestStubWorker();
   });
   afterAll(() => w?.close());
 
