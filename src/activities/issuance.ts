@@ -162,7 +162,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         }
       }
       parseCakKey(cakPublicKey, input.curve);
-      await issuances.setStep(input.issuanceId, 'issue', 'completed');
+      await issuances.completeStep(input.issuanceId, 'issue');
       return { cakPublicKey };
     },
 
@@ -222,7 +222,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         Context.current().heartbeat(item.itemId);
       }
       await flush();
-      await issuances.setStep(input.issuanceId, 'encrypt', 'completed');
+      await issuances.completeStep(input.issuanceId, 'encrypt');
       return refs;
     },
 
@@ -276,14 +276,14 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
           await records.deleteVersions(superseded);
         }
       }
-      await issuances.setStep(input.issuanceId, 'store', 'completed', { version: version.version });
+      await issuances.completeStep(input.issuanceId, 'store', { version: version.version });
       return { recordId: input.identity.recordId, version: version.version, issuanceId: input.issuanceId };
     },
 
     /** `shred staging`: the raw items are no longer needed once the record version exists. */
     async shredStaging(issuanceId: string): Promise<void> {
       await staging.shred(issuanceId);
-      await issuances.setStep(issuanceId, 'shred', 'completed');
+      await issuances.completeStep(issuanceId, 'shred');
     },
 
     /**

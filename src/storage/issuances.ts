@@ -47,13 +47,16 @@ export interface IssuanceListFilter {
   schemaId?: string;
 }
 
-/** The order an issuance's status moves in, and where each step's completion leaves it. */
-const ISSUANCE_STATUS_ORDER: readonly IssuanceStatus[] = ['accepted', 'running', 'stored', 'completed'];
-const STATUS_AFTER: Record<IssuanceStep, IssuanceStatus> = {
-  issue: 'running',
-  encrypt: 'running',
-  store: 'stored',
-  shred: 'completed',
+/**
+ * Where each step's completion takes an issuance, and the statuses it may come from. Statuses only
+ * move forward: a late attempt of a step (a retry whose timed-out first attempt finished anyway)
+ * must not take a completed issuance back to `stored`.
+ */
+const STEP_COMPLETION: Record<IssuanceStep, { from: IssuanceStatus[]; to?: IssuanceStatus }> = {
+  issue: { from: ['accepted'], to: 'running' },
+  encrypt: { from: ['accepted', 'running'] },
+  store: { from: ['accepted', 'running'], to: 'stored' },
+  shred: { from: ['accepted', 'running', 'stored'], to: 'completed' },
 };
 
 export function issuancesRepository(db: Db) {
@@ -90,36 +93,20 @@ export function issuancesRepository(db: Db) {
 
     countByStatus: () => countByField(issuances, 'status'),
 
-    async setStep(
-      issuanceId: string,
-      step: IssuanceStep,
-      state: StepState,
-      extra: { version?: number } = {},
-    ): Promise<void> {
+    /**
+     * The worker writes each step once, when it completes (src/activities/issuance.ts); the status
+     * route shows the next step as running.
+     */
+    async completeStep(issuanceId: string, step: IssuanceStep, extra: { version?: number } = {}): Promise<void> {
       const now = new Date();
-      // The worker writes each step once, when it completes (src/activities/issuance.ts): the issue
-      // step's completion is when the run is `running`; the status route shows the next step as running.
-      const status: IssuanceStatus | undefined =
-        (state === 'running' || state === 'completed') && step === 'issue'
-          ? 'running'
-          : state === 'completed' && step === 'store'
-            ? 'stored'
-            : state === 'completed' && step === 'shred'
-              ? 'completed'
-              : undefined;
-      // Statuses only move forward: a late attempt of a step (a retry whose timed-out first attempt
-      // finished anyway) must not take a completed issuance back to `stored`.
-      const notBeyond = ISSUANCE_STATUS_ORDER.slice(0, ISSUANCE_STATUS_ORDER.indexOf(STATUS_AFTER[step]) + 1);
+      const { from, to } = STEP_COMPLETION[step];
       await issuances.updateOne(
-        {
-          _id: issuanceId,
-          status: state === 'completed' ? { $in: notBeyond.filter((s) => s !== status) } : { $ne: 'failed' },
-        },
+        { _id: issuanceId, status: { $in: from } },
         {
           $set: {
-            [`steps.${step}`]: { state, at: now },
+            [`steps.${step}`]: { state: 'completed', at: now },
             updatedAt: now,
-            ...(status ? { status } : {}),
+            ...(to ? { status: to } : {}),
             ...(extra.version !== undefined ? { version: extra.version } : {}),
           },
         },
