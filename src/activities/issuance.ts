@@ -222,8 +222,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         Context.current().heartbeat(item.itemId);
       }
       await flush();
-      await issuances.completeStep(input.issuanceId, 'encrypt');
-      return refs;
+      return refs; // its completion is recorded with `store`'s (src/storage/issuances.ts)
     },
 
     /** `store`: one new record version pointing at the packages; a retry finds the version it wrote. */
@@ -234,6 +233,11 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
     }): Promise<StoredVersion> {
       await deps.hooks?.beforeStore?.(input.issuanceId);
       const accepted = await genuineIssuance({ issuanceId: input.issuanceId, ...input.identity }, false);
+      const expected = accepted.items.map((item) => packageIdFor(input.issuanceId, item.itemId)).sort();
+      const given = input.packages.map((p) => p.packageId).sort();
+      if (given.length !== expected.length || given.some((id, i) => id !== expected[i])) {
+        throw fail(IssuanceFailureType.ForgedInput, "the packages are not the accepted issuance's items");
+      }
       // the record belongs to the client that sent the issuance (as the API recorded it)
       const identity: RecordIdentity = { ...input.identity, clientId: accepted.clientId };
       const owner = await records.ownerOf(input.identity.recordId);
@@ -246,8 +250,9 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       heartbeat();
       // Committing counts the packages: fewer than the run encrypted means the sweep took some (the
       // run outlived the staging TTL). The version must not stay pointing at them.
-      const present = await packages.commit(input.issuanceId);
-      if (present < input.packages.length) {
+      const itemIds = accepted.items.map((item) => item.itemId);
+      const present = await packages.commit(input.issuanceId, itemIds);
+      if (present < itemIds.length) {
         await records.deleteVersions([input.issuanceId]);
         await packages.deleteForIssuances([input.issuanceId]);
         throw fail(IssuanceFailureType.StagingMissing, 'encrypted packages are gone (swept after the staging TTL)');

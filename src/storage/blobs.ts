@@ -5,8 +5,8 @@ import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
 /**
  * Byte storage shared by the staging and packages collections. Each blob has a small metadata
  * document in `collection` (queried by field: issuance, expiry, state) and its bytes elsewhere,
- * addressed only by `_id`: below `thresholdBytes` one document in `<collection>Data`, at or above it
- * a GridFS bucket (`<bucket>.files` + `<bucket>.chunks`, the standard layout, readable by GridFS
+ * addressed only by `_id`: below `thresholdBytes` one document in `<collection>Data` (or, with
+ * `embedInline`, the metadata document itself), at or above it a GridFS bucket (`<bucket>.files` + `<bucket>.chunks`, the standard layout, readable by GridFS
  * tools). Chunks get deterministic ids (`<fileId>#<n>`) and are read and deleted by `_id`, never by
  * a `files_id` query: FerretDB v1 pushes only `_id` equality down to its backend and scans every
  * document (bytes included) for any other filter, which made `files_id` lookups grow with the bucket.
@@ -17,7 +17,7 @@ import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
  *
  * Round trips: `putMany` writes any number of blobs with one insert per collection (files, chunks,
  * inline rows, metadata; a blob written before falls back to the one-by-one `put`); a blob whose
- * metadata is at hand is read with one `find` per inline row or GridFS chunk (the chunk count comes
+ * metadata is at hand is read with one `find` per inline row or GridFS chunk (none when embedded) (the chunk count comes
  * from its size, not from its files document); `deleteWhere` deletes with one multi-statement
  * `delete` command per collection, each statement an `_id` equality (no `$in`, which FerretDB v1
  * answers by scanning the collection, bytes included).
@@ -31,6 +31,8 @@ export interface BlobMeta {
   storage: 'inline' | 'gridfs';
   /** where the bytes live when not under `_id`: a streamed write (`streamedBytesId`), linked once accepted */
   bytesId?: string;
+  /** an inline blob whose bytes are in this document (`data`), in a store with `embedInline` */
+  embedded?: true;
 }
 
 /** One blob of a `putMany`. */
@@ -41,7 +43,10 @@ export interface BlobWrite<T extends BlobMeta> {
 }
 
 /** What a metadata document says about where its bytes are (enough to read or delete them). */
-export type BlobLocation = Pick<BlobMeta, '_id' | 'size' | 'storage' | 'bytesId'>;
+export type BlobLocation = Pick<BlobMeta, '_id' | 'size' | 'storage' | 'bytesId' | 'embedded'> & { data?: Binary };
+
+/** The fields of a metadata document that `readAt` and `deleteAt` need (with the embedded bytes, for reading). */
+export const LOCATION_PROJECTION = { _id: 1, size: 1, storage: 1, bytesId: 1, embedded: 1, data: 1 } as const;
 
 /** Every write of a batch was refused as a duplicate key (unordered, or the first of an ordered one). */
 function isDuplicateWrite(err: unknown): boolean {
@@ -69,6 +74,13 @@ export interface BlobStoreOptions {
   collection: string;
   bucket: string;
   thresholdBytes: number;
+  /**
+   * Keep an inline blob's bytes in its metadata document (one document to write, read and delete,
+   * not two). Only for a collection of short-lived blobs (staging): FerretDB v1 reads whole documents
+   * for any query but `_id` equality, so queries by field over long-lived blobs (packages) would read
+   * their bytes too.
+   */
+  embedInline?: boolean;
 }
 
 interface GridFile {
@@ -150,6 +162,10 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
 
   async function readAt(doc: BlobLocation): Promise<Buffer | undefined> {
     if (doc.storage === 'gridfs') return readGridFs(doc.bytesId ?? doc._id, doc.size);
+    if (doc.embedded) {
+      if (!doc.data) throw new Error(`blob ${doc._id}: its bytes were not read with it (see LOCATION_PROJECTION)`);
+      return Buffer.from(doc.data.buffer);
+    }
     const row = await inline.findOne({ _id: doc._id });
     return row ? Buffer.from(row.data.buffer) : undefined;
   }
@@ -164,7 +180,7 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     if (docs.length === 0) return;
     const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
       [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
-    const small = docs.filter((d) => d.storage !== 'gridfs');
+    const small = docs.filter((d) => d.storage !== 'gridfs' && !d.embedded);
     const big = docs.filter((d) => d.storage === 'gridfs');
     if (small.length > 0) await inline.bulkWrite(del(small.map((d) => d._id)), { ordered: false });
     if (big.length > 0) {
@@ -263,10 +279,18 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const gridfs = bytes.length >= options.thresholdBytes;
     const previous = await bytesIdOf(id);
+    const embedded = !gridfs && options.embedInline === true;
     if (gridfs) await writeGridFs(id, bytes);
-    else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
-    const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
-    await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
+    else if (!embedded) await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
+    const record: BlobMeta = {
+      _id: id,
+      size: bytes.length,
+      sha256,
+      storage: gridfs ? 'gridfs' : 'inline',
+      ...(embedded ? { embedded: true } : {}),
+    };
+    const doc = { ...fields, ...record, ...(embedded ? { data: new Binary(bytes) } : {}) };
+    await meta.replaceOne({ _id: id } as Filter<T>, doc as unknown as T, { upsert: true });
     // a retry may have crossed the threshold the other way
     if (gridfs) await inline.deleteOne({ _id: id });
     else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
@@ -288,16 +312,18 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     async putMany(entries: BlobWrite<T>[]): Promise<BlobMeta[]> {
       const now = new Date();
       const planned = entries.map((e) => {
+        const gridfs = e.bytes.length >= options.thresholdBytes;
         const record: BlobMeta = {
           _id: e.id,
           size: e.bytes.length,
           sha256: createHash('sha256').update(e.bytes).digest('hex'),
-          storage: e.bytes.length >= options.thresholdBytes ? 'gridfs' : 'inline',
+          storage: gridfs ? 'gridfs' : 'inline',
+          ...(!gridfs && options.embedInline ? { embedded: true } : {}),
         };
         return { e, record };
       });
       const big = planned.filter((p) => p.record.storage === 'gridfs');
-      const small = planned.filter((p) => p.record.storage === 'inline');
+      const small = planned.filter((p) => p.record.storage === 'inline' && !p.record.embedded);
       try {
         if (big.length > 0) {
           await files.insertMany(
@@ -322,7 +348,12 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
         }
         if (small.length > 0) await inline.insertMany(small.map(({ e }) => ({ _id: e.id, data: new Binary(e.bytes) })));
         if (planned.length > 0)
-          await meta.insertMany(planned.map(({ e, record }) => ({ ...e.fields, ...record }) as unknown as T) as never);
+          await meta.insertMany(
+            planned.map(
+              ({ e, record }) =>
+                ({ ...e.fields, ...record, ...(record.embedded ? { data: new Binary(e.bytes) } : {}) }) as unknown as T,
+            ) as never,
+          );
         return planned.map((p) => p.record);
       } catch (err) {
         if (!isDuplicateWrite(err)) throw err;
@@ -349,24 +380,13 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
       return doc ? readAt(doc) : undefined;
     },
 
-    /**
-     * Reads a blob expected to be inline by its row alone (one round trip), else as `read` does.
-     * The row is written whole and before its metadata, and deleted before it, so it is the blob.
-     */
-    async readInlineFirst(id: string): Promise<Buffer | undefined> {
-      const row = await inline.findOne({ _id: id });
-      if (row) return Buffer.from(row.data.buffer);
-      const doc = (await meta.findOne({ _id: id } as Filter<T>)) as BlobMeta | null;
-      return doc ? readAt(doc) : undefined;
-    },
-
     /** Reads a blob whose metadata document is at hand (e.g. from `find`), without reading it again. */
     readAt,
 
     /** Deletes every blob matching the filter, bytes first; returns how many metadata documents went. */
     async deleteWhere(filter: Filter<T>): Promise<number> {
       const docs = (await meta
-        .find(filter, { projection: { _id: 1, bytesId: 1, storage: 1, size: 1 } })
+        .find(filter, { projection: { _id: 1, bytesId: 1, storage: 1, size: 1, embedded: 1 } })
         .toArray()) as unknown as BlobLocation[];
       await deleteAt(docs);
       return docs.length;

@@ -74,9 +74,19 @@ export function packagesRepository(db: Db, thresholdBytes: number) {
     /** Deletes one package (bytes first). */
     remove: (packageId: string) => blobs.deleteWhere({ _id: packageId }),
     read: (packageId: string) => blobs.read(packageId),
-    /** Commits the packages of an issuance; returns how many it has (committed now or before). */
-    async commit(issuanceId: string): Promise<number> {
-      const { matchedCount } = await blobs.collection.updateMany({ issuanceId }, { $set: { state: 'committed' } });
+    /**
+     * Commits the packages of an issuance's items; returns how many of them are there (committed now
+     * or before). One `update` command whose statements are each an `_id` equality: FerretDB v1 would
+     * answer a filter on `issuanceId` by reading every package's metadata.
+     */
+    async commit(issuanceId: string, itemIds: string[]): Promise<number> {
+      if (itemIds.length === 0) return 0;
+      const { matchedCount } = await blobs.collection.bulkWrite(
+        itemIds.map((itemId) => ({
+          updateOne: { filter: { _id: packageIdFor(issuanceId, itemId) }, update: { $set: { state: 'committed' } } },
+        })),
+        { ordered: false },
+      );
       return matchedCount;
     },
     /** Deletes the pending packages of an issuance that will not be stored. */

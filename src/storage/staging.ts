@@ -1,5 +1,12 @@
 import type { Db } from 'mongodb';
-import { blobStore, streamedBytesId, type BlobLocation, type BlobMeta, type BlobStream } from './blobs';
+import {
+  LOCATION_PROJECTION,
+  blobStore,
+  streamedBytesId,
+  type BlobLocation,
+  type BlobMeta,
+  type BlobStream,
+} from './blobs';
 
 /**
  * The `staging` collection (+ `stagingBlobs` GridFS bucket): raw items and the credentialSubject of
@@ -19,7 +26,14 @@ export interface StagingDoc extends BlobMeta {
 export const STAGING_SUBJECT_ITEM_ID = '$subject';
 
 export function stagingRepository(db: Db, thresholdBytes: number) {
-  const blobs = blobStore<StagingDoc>(db, { collection: 'staging', bucket: 'stagingBlobs', thresholdBytes });
+  // Staging is short-lived (an issuance's run reads it once and shreds it), so an inline entry's
+  // bytes live in its document: staging, reading and shredding an issuance's entries take one command each.
+  const blobs = blobStore<StagingDoc>(db, {
+    collection: 'staging',
+    bucket: 'stagingBlobs',
+    thresholdBytes,
+    embedInline: true,
+  });
   const idOf = (issuanceId: string, itemId: string) => `${issuanceId}/${itemId}`;
   return {
     async put(
@@ -77,13 +91,13 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
       });
     },
     read: (issuanceId: string, itemId: string) => blobs.read(idOf(issuanceId, itemId)),
-    /** The credentialSubject: small, so usually one read of its inline row. */
-    readSubject: (issuanceId: string) => blobs.readInlineFirst(idOf(issuanceId, STAGING_SUBJECT_ITEM_ID)),
-    /** The metadata of every entry of an issuance (one query, on the small metadata documents only). */
+    /** The credentialSubject: small, so one read of its document. */
+    readSubject: (issuanceId: string) => blobs.read(idOf(issuanceId, STAGING_SUBJECT_ITEM_ID)),
+    /** Every entry of an issuance, inline bytes included (one query). */
     entries: (issuanceId: string) =>
-      blobs.collection
-        .find({ issuanceId }, { projection: { _id: 1, itemId: 1, size: 1, storage: 1, bytesId: 1 } })
-        .toArray() as Promise<(BlobLocation & Pick<StagingDoc, 'itemId'>)[]>,
+      blobs.collection.find({ issuanceId }, { projection: { ...LOCATION_PROJECTION, itemId: 1 } }).toArray() as Promise<
+        (BlobLocation & Pick<StagingDoc, 'itemId'>)[]
+      >,
     /** The sealed bytes of an entry listed by `entries`. */
     readEntry: (entry: BlobLocation) => blobs.readAt(entry),
     shred: (issuanceId: string) => blobs.deleteWhere({ issuanceId }),
