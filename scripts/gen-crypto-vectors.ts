@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { eciesDecrypt, eciesEncryptForTestVector, ecdhSharedPoint } from '../src/crypto/ecies';
 import { CryptoError, CURVES, NOBLE, type Curve } from '../src/crypto/keys';
 
-export const VECTORS_PATH = resolve(__dirname, '../test/vectors/cak-ecies-v1.json');
+const VECTORS_PATH = resolve(__dirname, '../test/vectors/cak-ecies-v1.json');
 
 function fixed(label: string, bytes = 32): Buffer {
   return createHash('sha256').update(`cak-ecies-v1 test vector: ${label}`).digest().subarray(0, bytes);
@@ -23,7 +23,7 @@ const PLAINTEXTS = [
   JSON.stringify({ givenName: 'Ada', familyName: 'Lovelace', birthDate: '1815-12-10' }),
 ];
 
-function curveVectors(curve: Curve) {
+export function curveVectors(curve: Curve) {
   const privateKey = fixed(`${curve} recipient`);
   const noble = NOBLE[curve];
   const publicKey = Buffer.from(noble.getPublicKey(privateKey, false));
@@ -136,4 +136,3 @@ function main(): void {
 }
 
 if (require.main === module) main();
-export { main as generateVectorsForTest, curveVectors };

@@ -43,6 +43,7 @@ import { parseSecrets } from '../src/platform/callback-signature';
 import { devPartnerJwk } from '../src/platform/partner-keys';
 import { packageKeyCounts } from '../src/operations/keys';
 import { auditRepository } from '../src/storage/audit';
+import { eventually } from '../test/support/eventually';
 import { freePort } from '../test/support/ports';
 import { findMarkers, markedPng, scanDatabase, scanHistoriesWhere } from '../test/support/scans';
 import { startDatabase, startTemporal, stopService, type Paths } from './lib/local-services';
@@ -169,17 +170,15 @@ function runCli(sys: System, args: string[]): Promise<{ code: number | null; std
   return new Promise((done) => child.once('close', (code) => done({ code, stdout })));
 }
 
-async function waitHttpOk(url: string, what: string, timeoutMs: number, child?: ChildProcess): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+function waitHttpOk(url: string, what: string, timeoutMs: number, child?: ChildProcess): Promise<boolean> {
+  const probe = () => {
     if (child && child.exitCode !== null) throw new Error(`${what} exited (code ${child.exitCode}) before ready`);
-    const ok = await fetch(url, { signal: AbortSignal.timeout(2_000) })
-      .then((r) => r.ok)
-      .catch(() => false);
-    if (ok) return;
-    await sleep(250);
-  }
-  throw new Error(`${what} not ready at ${url} after ${timeoutMs / 1000} s`);
+    return fetch(url, { signal: AbortSignal.timeout(2_000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+  };
+  return eventually(probe, (ok) => ok, { what: `${what} ready at ${url}`, timeoutMs, intervalMs: 250 });
 }
 
 let workerStarting: Promise<void> = Promise.resolve();

@@ -16,12 +16,12 @@
  * production refuses them by); a value of your own is named, never shown.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { isColorSupported, prettyFactory } from 'pino-pretty';
+import { hashApiKey } from '../src/api/auth';
 import {
   DEV_ADMIN_TOKEN,
   DEV_API_KEY,
@@ -113,13 +113,11 @@ async function waitForHealth(url: string, stopped: () => boolean, timeoutMs = 60
   return false;
 }
 
-const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
-
 /** Entries `id:sha256hex(secret)`: the id, and the secret when it is the development default of that kind. */
 function hashedEntries(spec: string, devSecret: string): { id: string; secret?: string }[] {
   return spec.split(',').map((entry) => {
     const [id = '', hash = ''] = entry.split(':');
-    return isDevelopmentSecret(hash) && sha256(devSecret) === hash ? { id, secret: devSecret } : { id };
+    return isDevelopmentSecret(hash) && hashApiKey(devSecret) === hash ? { id, secret: devSecret } : { id };
   });
 }
 

@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import type { Db, MongoClient } from 'mongodb';
+import type { Db } from 'mongodb';
 import type { Config } from './config';
 import { parseKeyring, type Keyring } from './crypto/keyring';
 import { loadSchemaRegistry, type SchemaRegistry } from './routing/schema-registry';
@@ -31,7 +31,6 @@ export interface Parsed {
 }
 
 export interface Resources extends Parsed {
-  mongo: MongoClient;
   db: Db;
   /** present when opened with `temporal: true` */
   temporal?: Client;
@@ -39,7 +38,7 @@ export interface Resources extends Parsed {
   close(): Promise<void>;
 }
 
-export interface ResourceOptions {
+interface ResourceOptions {
   /** the database client's appName (it names the process in the server's logs) */
   appName: string;
   /** open a Temporal client too (its payloads encrypted with the codec keyring) */
@@ -50,7 +49,7 @@ export interface ResourceOptions {
   onDatabaseStall?: (silentMs: number) => void;
 }
 
-export function keyringsOf(config: Config): Keyrings {
+function keyringsOf(config: Config): Keyrings {
   return {
     managed: parseKeyring(config.CAK_MANAGED_KEYS),
     codec: parseKeyring(config.CAK_CODEC_KEYS),
@@ -99,7 +98,6 @@ export async function openResources(config: Config, options: ResourceOptions): P
     }
   }
   return Object.assign(parsed, {
-    mongo: database.client,
     db: database.db,
     ...(temporal ? { temporal } : {}),
     async close() {

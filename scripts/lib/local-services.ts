@@ -19,32 +19,31 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createConnection } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { MongoClient } from 'mongodb';
 
-export const TEMPORAL_CLI_VERSION = 'v1.5.1';
-export const FERRETDB_VERSION = 'v1.24.2';
+const TEMPORAL_CLI_VERSION = 'v1.5.1';
+const FERRETDB_VERSION = 'v1.24.2';
 
 /** Custom search attributes the workflows set; registered at server start. All pseudonymous ids, never PII. */
-export const SEARCH_ATTRIBUTES = ['CakUserId', 'CakSchemaId', 'CakVerifierDid', 'CakIssuerDid'] as const;
+const SEARCH_ATTRIBUTES = ['CakUserId', 'CakSchemaId', 'CakVerifierDid', 'CakIssuerDid'] as const;
 
-export type Say = (line: string) => void;
+type Say = (line: string) => void;
 
 export interface Paths {
   dataDir: string;
   toolsDir: string;
 }
 
-export interface RunRecord {
+interface RunRecord {
   pid: number;
   binary: string;
   address: string;
   startedAt: string;
 }
 
-export class ServiceError extends Error {
+class ServiceError extends Error {
   constructor(
     readonly code: 'GO_MISSING' | 'BUILD_FAILED' | 'NOT_READY' | 'SPAWN_FAILED',
     message: string,
@@ -58,7 +57,7 @@ export class ServiceError extends Error {
 // ---------------------------------------------------------------------------------------------
 // Binaries
 
-export function findOnPath(name: string): string | undefined {
+function findOnPath(name: string): string | undefined {
   for (const dir of (process.env.PATH ?? '').split(delimiter)) {
     if (dir && existsSync(join(dir, name))) return join(dir, name);
   }
@@ -139,7 +138,7 @@ export function resolveTemporalBinary(paths: Paths, say: Say): string {
   return findOnPath('temporal') ?? (existsSync(cached) ? cached : buildTemporal(paths, say));
 }
 
-export function resolveDatabaseBinary(paths: Paths, say: Say): { kind: 'ferretdb' | 'mongod'; path: string } {
+function resolveDatabaseBinary(paths: Paths, say: Say): { kind: 'ferretdb' | 'mongod'; path: string } {
   const onPath = findOnPath('ferretdb');
   if (onPath) return { kind: 'ferretdb', path: onPath };
   const mongod = findOnPath('mongod');
@@ -150,19 +149,6 @@ export function resolveDatabaseBinary(paths: Paths, say: Say): { kind: 'ferretdb
 
 // ---------------------------------------------------------------------------------------------
 // Readiness probes
-
-export function portOpen(host: string, port: number, timeoutMs = 500): Promise<boolean> {
-  return new Promise((done) => {
-    const socket = createConnection({ host, port });
-    const finish = (ok: boolean) => {
-      socket.destroy();
-      done(ok);
-    };
-    socket.setTimeout(timeoutMs, () => finish(false));
-    socket.once('connect', () => finish(true));
-    socket.once('error', () => finish(false));
-  });
-}
 
 export async function temporalReady(address: string, namespace = 'default'): Promise<boolean> {
   let connection: Connection | undefined;
@@ -239,7 +225,7 @@ export function readRecord(paths: Paths, name: string): RunRecord | undefined {
   }
 }
 
-export function isAlive(pid: number): boolean {
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -262,7 +248,7 @@ function spawnDetached(paths: Paths, name: string, binary: string, args: string[
   return record;
 }
 
-export function logPath(paths: Paths, name: string): string {
+function logPath(paths: Paths, name: string): string {
   return resolve(paths.dataDir, 'logs', `${name}.log`);
 }
 
@@ -292,7 +278,7 @@ export async function stopService(paths: Paths, name: string, timeoutMs = 15_000
 // ---------------------------------------------------------------------------------------------
 // Starting each service
 
-export interface TemporalOptions {
+interface TemporalOptions {
   port: number;
   uiPort: number;
   namespace: string;
@@ -347,7 +333,7 @@ export async function startTemporal(
   return { address, started: true };
 }
 
-export interface DatabaseOptions {
+interface DatabaseOptions {
   port: number;
   name?: string;
 }

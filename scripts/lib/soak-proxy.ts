@@ -12,6 +12,7 @@
  */
 import { Agent, createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listen } from '../../src/net/listen';
+import { eventually } from '../../test/support/eventually';
 
 /**
  * What the last /readyz said: 200; 503 `draining`; another answer, or none in time on an open
@@ -151,12 +152,12 @@ export async function startProxy(options: {
     upstreams,
     stats,
     async waitFor(name, state, timeoutMs) {
-      const deadline = Date.now() + timeoutMs;
       const upstream = upstreams.find((u) => u.name === name);
-      while (upstream?.state !== state) {
-        if (Date.now() > deadline) throw new Error(`proxy: ${name} not ${state} after ${timeoutMs / 1000} s`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await eventually(
+        () => upstream?.state,
+        (s) => s === state,
+        { what: `proxy: ${name} ${state}`, timeoutMs, intervalMs: 50 },
+      );
     },
     async close() {
       stopped = true;

@@ -67,7 +67,7 @@ function slopePerMs(samples: RssSample[]): number {
   return den === 0 ? 0 : num / den;
 }
 
-export interface RssVerdict {
+interface RssVerdict {
   judged: boolean;
   ok: boolean;
   /** first sample, post-warm-up baseline, end and max, kB */

@@ -28,20 +28,20 @@ export interface AuthorizationActivityDeps {
   notify: { defaultUrl?: string; secret: string; timeoutMs: number };
 }
 
-export interface AuthorizationVerification {
+interface AuthorizationVerification {
   /** an operator's revocation stands: the outcome is audited as `revoked` (the access rule reads it again on every access) */
   revoked: boolean;
   hasData: boolean;
 }
 
-export interface SettledAuthorization {
+interface SettledAuthorization {
   /** the access window, for the routes that open one (`active`, `routed`) */
   accessUntil?: string;
   /** false when this delivery fell inside a window already open (nothing moved) */
   opened: boolean;
 }
 
-export interface AuthorizationAuditSummary {
+interface AuthorizationAuditSummary {
   eventId: string;
 }
 
@@ -242,5 +242,3 @@ export function createAuthorizationActivities(deps: AuthorizationActivityDeps) {
     },
   };
 }
-
-export type AuthorizationActivities = ReturnType<typeof createAuthorizationActivities>;

@@ -6,7 +6,7 @@ import { probesRepository } from '../storage/probes';
 import { createAuthorizationActivities, type AuthorizationActivityDeps } from './authorization';
 import { createIssuanceActivities, type IssuanceActivityDeps } from './issuance';
 
-export interface ActivityDeps {
+interface ActivityDeps {
   db: Db;
   /** the issuance pipeline's dependencies (keyring, platform client, Partner JWTs, settings) */
   issuance: Omit<IssuanceActivityDeps, 'db'>;

@@ -33,12 +33,12 @@ export interface AdminRouteDeps {
 
 const b64url = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a P-256 coordinate (base64url, 32 bytes)');
 const kid = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/);
-export const keyBody = z.strictObject({
+const keyBody = z.strictObject({
   verifierDid: callbackPayloadSchema.shape.verifierDid,
   jwk: z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: b64url, y: b64url, kid }),
 });
-export const removeKeyBody = z.strictObject({ verifierDid: callbackPayloadSchema.shape.verifierDid, kid });
-export const listQuery = z.strictObject({
+const removeKeyBody = z.strictObject({ verifierDid: callbackPayloadSchema.shape.verifierDid, kid });
+const listQuery = z.strictObject({
   state: z.enum(AUTHORIZATION_STATES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });

@@ -44,7 +44,7 @@ export interface AppLimits {
   authFailuresPerMinute: number;
 }
 
-export const DEFAULT_LIMITS: AppLimits = {
+const DEFAULT_LIMITS: AppLimits = {
   verifierPerMinute: 300,
   adminPerMinute: 120,
   codecPerMinute: 600,

@@ -46,7 +46,7 @@ export interface AuthorizationStarter {
   ): Promise<StartResult>;
 }
 
-export interface StarterOptions {
+interface StarterOptions {
   taskQueue: string;
   /** ID_HMAC_SECRET: signs each delivery's receipt time (the run's activities check it) */
   idSecret: string;

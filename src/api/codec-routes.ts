@@ -11,7 +11,7 @@ const codec = { tag: 'codec', auth: 'public' } as const;
 const ORIGIN = refusal('cross-origin request from an origin not allowed', 'CODEC_ORIGIN_NOT_ALLOWED');
 const html = { mediaType: 'text/html', schema: z.string() };
 
-export const getCodecSignIn = route({
+const getCodecSignIn = route({
   ...codec,
   method: 'get',
   path: '/codec/session',
@@ -21,7 +21,7 @@ export const getCodecSignIn = route({
   errors: { 403: ORIGIN },
 });
 
-export const signInToCodec = route({
+const signInToCodec = route({
   ...codec,
   method: 'post',
   path: '/codec/session',
@@ -57,7 +57,7 @@ export const signInToCodec = route({
   },
 });
 
-export const signOutOfCodec = route({
+const signOutOfCodec = route({
   ...codec,
   method: 'delete',
   path: '/codec/session',

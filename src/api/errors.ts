@@ -12,7 +12,6 @@ interface FramingError {
   code?: unknown;
   limit?: unknown;
   encoding?: unknown;
-  charset?: unknown;
 }
 
 /**

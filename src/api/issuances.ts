@@ -5,6 +5,7 @@ import { AppError } from '../domain/errors';
 import { ISSUANCE_ID_PATTERN } from '../domain/ids';
 import {
   ALLOWED_FILE_TYPES,
+  curveSchema,
   IDEMPOTENCY_KEY_PATTERN,
   issuanceJsonSchema,
   kindSchema,
@@ -21,7 +22,7 @@ import { readIssuanceMultipart } from './multipart';
 import { FRAMING_400, NO_STORE, refusal, route, SAFE_JSON_ERRORS } from './routes';
 
 /** The multipart form: the text parts of `multipartTextSchema` plus one file part per item kind. */
-export const issuanceMultipartForm = multipartTextSchema
+const issuanceMultipartForm = multipartTextSchema
   .catchall(
     z.string().meta({
       description:
@@ -61,7 +62,7 @@ const issuanceStatus = z.object({
       examples: [`http://127.0.0.1:8233/namespaces/default/workflows/${workflowId}`],
     }),
   schemaId: z.string(),
-  curve: z.enum(['secp256r1', 'secp256k1']),
+  curve: curveSchema,
   keySource: z.enum(['client', 'platform']),
   steps: z.object({ issue: stepState, encrypt: stepState, store: stepState, shred: stepState }),
   error: z.object({ type: z.string(), message: z.string() }).optional(),
@@ -313,7 +314,7 @@ export interface WebUiLink {
 }
 
 /** The run's page in the Temporal Web UI: `<url>/namespaces/<namespace>/workflows/<workflowId>` (its latest run). */
-export function webUiWorkflowUrl(webUi: WebUiLink, workflowId: string): string {
+function webUiWorkflowUrl(webUi: WebUiLink, workflowId: string): string {
   const base = webUi.url.replace(/\/+$/, '');
   return `${base}/namespaces/${encodeURIComponent(webUi.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }

@@ -6,7 +6,7 @@ import { inboxRepository } from '../storage/inbox';
 import { issuancesRepository } from '../storage/issuances';
 
 /** The API's metrics, and the interval refresh of its database gauges (stopped when the API stops). */
-export interface ApiMetrics extends Metrics {
+interface ApiMetrics extends Metrics {
   gauges: DatabaseGauges;
 }
 

@@ -1,17 +1,15 @@
 import express, { Router } from 'express';
 import { z } from 'zod';
 import { AppError } from '../domain/errors';
+import { identifierSchema } from '../domain/issuance-request';
 import type { PartnerTokenMinter } from '../platform/partner-jwt';
 import { clientIdOf } from './auth';
 import { FRAMING_400, NO_STORE, refusal, route } from './routes';
 
-export const tokenRequest = z.strictObject({
+const tokenRequest = z.strictObject({
   scope: z.enum(['issue', 'verify']),
   /** pseudonymous user id the token is for (carried as `sub`); optional for the browser SDK */
-  userId: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/)
-    .optional(),
+  userId: identifierSchema.optional(),
 });
 
 export const createPartnerToken = route({

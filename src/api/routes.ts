@@ -28,7 +28,7 @@ export interface Refusal {
   headers?: Headers;
 }
 
-export interface BodyContent {
+interface BodyContent {
   name: string;
   /** what the route validates the body with (the examples are checked against it) */
   schema: z.ZodType;
@@ -36,7 +36,7 @@ export interface BodyContent {
   encoding?: Record<string, { contentType: string }>;
 }
 
-export interface RouteDecl<A extends Record<number, Answer> = Record<number, Answer>> {
+interface RouteDecl<A extends Record<number, Answer> = Record<number, Answer>> {
   method: 'get' | 'post' | 'put' | 'delete';
   /** OpenAPI form: `/v1/issuances/{id}` */
   path: string;

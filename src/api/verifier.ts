@@ -47,8 +47,8 @@ import { NO_STORE, RATE_LIMITED, refusal, route } from './routes';
  */
 
 export const VERIFIER_TOKEN_AUDIENCE = 'cak-issuer';
-export const VERIFIER_TOKEN_ALG = 'ES256';
-export const MAX_TOKEN_LIFETIME_SECONDS = 600;
+const VERIFIER_TOKEN_ALG = 'ES256';
+const MAX_TOKEN_LIFETIME_SECONDS = 600;
 
 export interface CurrentData {
   recordId: string;
@@ -95,7 +95,7 @@ export interface DeniedAccessLog {
   close(): Promise<void>;
 }
 
-export const DENIAL_BUCKET_MS = 60_000;
+const DENIAL_BUCKET_MS = 60_000;
 const MAX_DENIAL_BUCKETS = 10_000;
 
 export function deniedAccessLog(
@@ -157,7 +157,7 @@ export function deniedAccessLog(
   };
 }
 
-export const dataQuery = z.strictObject({
+const dataQuery = z.strictObject({
   userId: callbackPayloadSchema.shape.userId,
   schemaId: callbackPayloadSchema.shape.schemaId,
 });

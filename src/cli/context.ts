@@ -12,7 +12,7 @@ import { cliConfig } from './paths';
  */
 
 /** A command's resources: `config`, `keyrings`, `registry` (loaded on first use), `db`. */
-export type CliContext = Resources;
+type CliContext = Resources;
 
 /** Exit status of an operator command that was refused (nothing or not everything was done). */
 export const REFUSED_EXIT = EXIT.REFUSED;

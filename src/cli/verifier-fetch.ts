@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { eciesDecrypt } from '../crypto/ecies';
 import { CURVES, parsePrivateKey, type CakPrivateKey, type Curve } from '../crypto/keys';
+import { curveSchema } from '../domain/issuance-request';
 import { CheckFailedError, RefusedError, UsageError } from './exit-codes';
 import { verifierToken, type VerifierKey } from './verifier-keys';
 
@@ -25,7 +26,7 @@ const manifestSchema = z.object({
       itemId: z.string().min(1),
       kind: z.string(),
       contentType: z.string(),
-      curve: z.enum(['secp256r1', 'secp256k1']),
+      curve: curveSchema,
       url: z.string().min(1),
       size: z.number().int().nonnegative().optional(),
       sha256: z
@@ -53,7 +54,7 @@ export interface FetchedFile {
   checked: boolean;
 }
 
-export interface FetchReport {
+interface FetchReport {
   apiUrl: string;
   verifierDid: string;
   userId: string;
@@ -65,7 +66,7 @@ export interface FetchReport {
   files: FetchedFile[];
 }
 
-export interface VerifierFetchOptions {
+interface VerifierFetchOptions {
   apiUrl: string;
   verifierDid: string;
   verifierKey: VerifierKey;
@@ -75,7 +76,6 @@ export interface VerifierFetchOptions {
   /** absolute path of the output folder (created when missing) */
   outDir: string;
   onFile?: (file: FetchedFile) => void;
-  timeoutMs?: number;
 }
 
 /**
@@ -83,7 +83,7 @@ export interface VerifierFetchOptions {
  * --private-key-file` takes it, or JSON holding it as `cakPrivateKey` (what the emulator's consent
  * and `/emulator/verifier/cak-private-key` answer) or `privateKey` (`cak keygen`), with an optional `curve`.
  */
-export interface CakKeyFile {
+interface CakKeyFile {
   text: string;
   curve?: Curve;
   shownAs: string;
@@ -132,7 +132,7 @@ const EXTENSIONS: Record<string, string> = {
 };
 
 /** `<itemId>.<ext>`: the item id kept to safe characters, the extension from the content type (`bin` if unknown). */
-export function fileNameFor(itemId: string, contentType: string): string {
+function fileNameFor(itemId: string, contentType: string): string {
   const base = itemId.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'item';
   const type = contentType.split(';')[0]!.trim().toLowerCase();
   return `${base}.${EXTENSIONS[type] ?? 'bin'}`;
@@ -194,7 +194,7 @@ async function request(url: string, init: RequestInit, timeoutMs: number, what: 
 
 export async function verifierFetch(options: VerifierFetchOptions): Promise<FetchReport> {
   const api = baseUrl(options.apiUrl);
-  const timeoutMs = options.timeoutMs ?? 60_000;
+  const timeoutMs = 60_000;
 
   const fetchManifest = async (): Promise<Manifest> => {
     const token = await verifierToken(options.verifierDid, options.verifierKey);

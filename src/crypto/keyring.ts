@@ -60,10 +60,6 @@ export function keyringSpecError(spec: string): string | null {
   }
 }
 
-export function keyringKey(keyring: Keyring, kid: string): Buffer | undefined {
-  return keyring.keys.get(kid);
-}
-
 export function activeKey(keyring: Keyring): { kid: string; key: Buffer } {
   const key = keyring.keys.get(keyring.activeKeyId);
   if (!key) throw invalid(`active key "${keyring.activeKeyId}" is not in the keyring`);

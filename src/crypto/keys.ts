@@ -11,7 +11,7 @@ export type Curve = 'secp256r1' | 'secp256k1';
 export const CURVES: readonly Curve[] = Object.freeze(['secp256r1', 'secp256k1'] as const);
 
 /** Stable error codes; docs/crypto.md lists what each means. */
-export type CryptoErrorCode =
+type CryptoErrorCode =
   | 'KEY_EMPTY'
   | 'KEY_ENCODING'
   | 'KEY_LENGTH'
@@ -67,7 +67,7 @@ const FIELD_BYTES = 32;
 const COMPRESSED_LENGTH = 33;
 const UNCOMPRESSED_LENGTH = 65;
 
-export function isCurve(value: string): value is Curve {
+function isCurve(value: string): value is Curve {
   return (CURVES as readonly string[]).includes(value);
 }
 
@@ -85,7 +85,7 @@ const BASE64URL = /^[A-Za-z0-9_-]+$/;
  * Hex (optionally `0x`-prefixed) or base64 (standard or URL alphabet). A string of hex digits with
  * even length is read as hex; everything else must be canonical base64 (it re-encodes to itself).
  */
-export function decodeKeyText(input: string): Buffer {
+function decodeKeyText(input: string): Buffer {
   const text = input.trim();
   if (text.length === 0) throw new CryptoError('KEY_EMPTY', 'key is empty');
   const hex = /^0[xX]/.test(text) ? text.slice(2) : undefined;

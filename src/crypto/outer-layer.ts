@@ -17,7 +17,7 @@ import { createCipheriv, randomBytes } from 'node:crypto';
  * so a rewrap to another KEK replaces only header and wrap and leaves the body bytes untouched.
  */
 
-export interface OuterContext {
+interface OuterContext {
   recordId: string;
   itemId: string;
 }
@@ -112,7 +112,7 @@ export function sealOuter(keyring: Keyring, inner: Uint8Array, context: OuterCon
 }
 
 /** A seal fed in pieces (an item streamed from a request, never held whole); see `createOuterSealer`. */
-export interface OuterSealer {
+interface OuterSealer {
   /** length of the head (header, wrap, body nonce, body tag) that goes before the body ciphertext */
   readonly headLength: number;
   /** body ciphertext for the next plaintext piece */

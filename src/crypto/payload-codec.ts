@@ -16,14 +16,14 @@ import { CryptoError } from './keys';
  * codec key) may reach workflows and activities.
  */
 
-export const ENCRYPTED_ENCODING = 'binary/encrypted';
-export const KEY_ID_METADATA = 'encryption-key-id';
+const ENCRYPTED_ENCODING = 'binary/encrypted';
+const KEY_ID_METADATA = 'encryption-key-id';
 const AAD_LABEL = 'cak-codec-v1:';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export interface PayloadCodecOptions {
+interface PayloadCodecOptions {
   /** Decode unencrypted payloads as they are instead of refusing them: for display only (the codec endpoint). */
   acceptUnencrypted?: boolean;
 }

@@ -18,10 +18,9 @@ export interface AccessFacts {
   revoked: boolean;
 }
 
-export type AccessDenialCode = 'AUTHORIZATION_REQUIRED' | 'AUTHORIZATION_REVOKED' | 'AUTHORIZATION_EXPIRED';
+type AccessDenialCode = 'AUTHORIZATION_REQUIRED' | 'AUTHORIZATION_REVOKED' | 'AUTHORIZATION_EXPIRED';
 
-export type AccessDecision =
-  { allowed: true; until: Date } | { allowed: false; code: AccessDenialCode; message: string };
+type AccessDecision = { allowed: true; until: Date } | { allowed: false; code: AccessDenialCode; message: string };
 
 const deny = (code: AccessDenialCode, message: string): AccessDecision => ({ allowed: false, code, message });
 

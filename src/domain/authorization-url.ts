@@ -18,7 +18,7 @@ const claimsSchema = z.strictObject({
   exp: z.number().int().positive(),
 });
 
-export type PackageUrlClaims = z.infer<typeof claimsSchema>;
+type PackageUrlClaims = z.infer<typeof claimsSchema>;
 
 function mac(secret: string, body: string): Buffer {
   return createHmac('sha256', secret).update(`cak-package-url.${body}`).digest();
@@ -29,8 +29,7 @@ export function signPackageToken(secret: string, claims: PackageUrlClaims): stri
   return `${body}.${mac(secret, body).toString('base64url')}`;
 }
 
-export type TokenCheck =
-  { ok: true; claims: PackageUrlClaims } | { ok: false; reason: 'malformed' | 'signature' | 'expired' };
+type TokenCheck = { ok: true; claims: PackageUrlClaims } | { ok: false; reason: 'malformed' | 'signature' | 'expired' };
 
 export function verifyPackageToken(secret: string, token: string, nowMs = Date.now()): TokenCheck {
   const match = /^([A-Za-z0-9_-]{1,1024})\.([A-Za-z0-9_-]{43})$/.exec(token);

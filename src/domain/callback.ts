@@ -63,5 +63,3 @@ export function deliveryProofFor(secret: string, authorizationId: string, receiv
 export function authorizationWorkflowId(authorizationId: string): string {
   return `authorization-${authorizationId}`;
 }
-
-export const AUTHORIZATION_ID_PATTERN = /^auth_[A-Za-z0-9_-]{24}$/;

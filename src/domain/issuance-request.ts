@@ -50,7 +50,9 @@ export interface IssuanceRequest {
   stagedFiles?: StagedFile[];
 }
 
-const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'letters, digits, . _ : - (max 128)');
+export const identifierSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'letters, digits, . _ : - (max 128)');
 export const didSchema = z.string().regex(/^did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256}$/, 'expected a DID');
 export const curveSchema = z.enum(['secp256r1', 'secp256k1']);
 const fieldName = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and - (max 64)');
@@ -60,7 +62,7 @@ export const kindSchema = z
   .refine((k) => k !== FIELDS_ITEM_KIND, `"${FIELDS_ITEM_KIND}" is the text-field group, not a file kind`);
 
 export const ALLOWED_FILE_TYPES = ['image/png', 'image/jpeg', 'image/webp', 'application/pdf'] as const;
-export const contentTypeSchema = z.enum(ALLOWED_FILE_TYPES);
+const contentTypeSchema = z.enum(ALLOWED_FILE_TYPES);
 
 const SUBJECT_LIMITS = { maxDepth: 6, maxKeys: 200 } as const;
 const MAX_SUBJECT_BYTES = 16 * 1024;
@@ -79,10 +81,10 @@ const jsonValue: z.ZodType<unknown> = z.lazy(() =>
 );
 
 const commonShape = {
-  userId: identifier,
+  userId: identifierSchema,
   issuerDid: didSchema,
-  credentialId: identifier,
-  schemaId: identifier,
+  credentialId: identifierSchema,
+  schemaId: identifierSchema,
   curve: curveSchema.default('secp256r1'),
   cakPublicKey: z.string().min(1).max(512).optional(),
   credentialSubject: z.record(z.string(), jsonValue),

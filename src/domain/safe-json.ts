@@ -8,12 +8,12 @@ import { AppError } from './errors';
  */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
-export interface SafeJsonLimits {
+interface SafeJsonLimits {
   maxDepth: number;
   maxKeys: number;
 }
 
-export function unsafeKeyReason(key: string): string | undefined {
+function unsafeKeyReason(key: string): string | undefined {
   if (FORBIDDEN_KEYS.has(key)) return 'reserved name';
   if (key.startsWith('$')) return 'leading $';
   if (key.includes('.')) return 'contains "."';

@@ -3,7 +3,7 @@ import express, { Router, type Response } from 'express';
 import type { JWK } from 'jose';
 import { z } from 'zod';
 import { callbackPayloadSchema } from '../domain/callback';
-import { didSchema } from '../domain/issuance-request';
+import { curveSchema, didSchema } from '../domain/issuance-request';
 import { isAllowedCallbackUrl } from '../platform/issuer-settings';
 import type { CallbackSignatureScheme } from '../platform/callback-signature';
 import { createDispatcher, type DispatchAttempt } from './dispatcher';
@@ -25,8 +25,8 @@ import { PartnerAuthError, type VerifiedPartner } from './partner-auth';
  * Status codes as documented: NOT_SEND = -1, PENDING = 0; "delivered" has no documented code, we use 1.
  */
 
-export const CallbackStatus = { NOT_SEND: -1, PENDING: 0, DELIVERED: 1 } as const;
-export type CallbackStatusCode = (typeof CallbackStatus)[keyof typeof CallbackStatus];
+const CallbackStatus = { NOT_SEND: -1, PENDING: 0, DELIVERED: 1 } as const;
+type CallbackStatusCode = (typeof CallbackStatus)[keyof typeof CallbackStatus];
 
 export interface CallbackRecord {
   id: string;
@@ -50,7 +50,6 @@ export interface CallbackPlatformOptions {
     triple: { userId: string; issuerDid: string; schemaId: string },
     curve: 'secp256r1' | 'secp256k1',
   ): string;
-  dispatch?: { timeoutMs?: number; initialBackoffMs?: number; maxBackoffMs?: number; maxAttempts?: number };
 }
 
 export interface CallbackPlatformControls {
@@ -63,7 +62,7 @@ const initializeBody = z.strictObject({ issuerDid: didSchema });
 const consentBody = z.strictObject({
   callbackRecordId: z.string().max(64),
   ...callbackPayloadSchema.shape,
-  curve: z.enum(['secp256r1', 'secp256k1']).default('secp256r1'),
+  curve: curveSchema.default('secp256r1'),
   duplicates: z.number().int().min(0).max(20).default(0),
 });
 
@@ -84,10 +83,10 @@ export function callbackPlatform(options: CallbackPlatformOptions): {
     scheme: options.scheme,
     secret: options.secret,
     jwsKey: { privateKey, kid },
-    timeoutMs: options.dispatch?.timeoutMs ?? 10_000,
-    initialBackoffMs: options.dispatch?.initialBackoffMs ?? 500,
-    maxBackoffMs: options.dispatch?.maxBackoffMs ?? 30_000,
-    maxAttempts: options.dispatch?.maxAttempts ?? 0,
+    timeoutMs: 10_000,
+    initialBackoffMs: 500,
+    maxBackoffMs: 30_000,
+    maxAttempts: 0,
   });
 
   const partner = async (req: express.Request, res: Response, scope: 'issue' | 'verify') => {

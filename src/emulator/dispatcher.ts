@@ -40,7 +40,7 @@ export interface DispatchOutcome {
   duplicateStatuses: number[];
 }
 
-export interface Dispatcher {
+interface Dispatcher {
   dispatch(
     url: string,
     payload: CallbackPayload,

@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import express, { type Express, type ErrorRequestHandler } from 'express';
 import { z } from 'zod';
 import { loadConfig, type Config } from '../config';
-import { didSchema } from '../domain/issuance-request';
+import { curveSchema, didSchema, identifierSchema } from '../domain/issuance-request';
 import type { CakCurve } from '../domain/issuance';
 import { listen, ListenError } from '../net/listen';
 import { createLogger } from '../observability/logger';
@@ -21,14 +21,14 @@ import { PartnerAuthError, partnerVerifier } from './partner-auth';
  *                                a consented Verifier (emulator only)
  */
 
-export interface EmulatorOptions {
+interface EmulatorOptions {
   partnerId: string;
   jwksUrl: string;
   masterSecret: string;
   /** issuance programs: credentialId -> schemaId */
   programs: Record<string, string>;
-  /** authorization callbacks: how they are signed and retried (src/emulator/callbacks.ts) */
-  callbacks: Pick<CallbackPlatformOptions, 'scheme' | 'secret' | 'dispatch'>;
+  /** authorization callbacks: how they are signed (src/emulator/callbacks.ts) */
+  callbacks: Pick<CallbackPlatformOptions, 'scheme' | 'secret'>;
 }
 
 export interface EmulatorControls {
@@ -46,23 +46,21 @@ export interface EmulatorControls {
   callbacks: CallbackPlatformControls;
 }
 
-const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/);
-const curveSchema = z.enum(['secp256r1', 'secp256k1']);
 const issueBody = z.strictObject({
   issuerDid: didSchema,
-  credentialId: identifier,
+  credentialId: identifierSchema,
   credentialSubject: z.record(z.string(), z.unknown()),
   curve: curveSchema.default('secp256r1'),
   waitForOnchainCompletion: z.boolean().optional(),
 });
 const privateKeyBody = z.strictObject({
-  userId: identifier,
+  userId: identifierSchema,
   issuerDid: didSchema,
-  schemaId: identifier,
+  schemaId: identifierSchema,
   curve: curveSchema,
 });
 
-export function createEmulatorApp(options: EmulatorOptions): { app: Express; controls: EmulatorControls } {
+function createEmulatorApp(options: EmulatorOptions): { app: Express; controls: EmulatorControls } {
   const programs = new Map(Object.entries(options.programs));
   const verify = partnerVerifier({ partnerId: options.partnerId, jwksUrl: options.jwksUrl });
   const faults: number[] = [];

@@ -10,7 +10,7 @@ import { parsePrivateKey, type Curve } from '../crypto/keys';
  * package from the issuer and removes the inner CAK layer itself. The private key stays in memory.
  */
 
-export interface DataManifest {
+interface DataManifest {
   authorizationId: string;
   recordId: string;
   version: number;

@@ -4,7 +4,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
  * Field paths that may carry personal data. Anything at these paths is replaced before a log line is
  * written, so a careless `log.info({ body })` cannot leak a passport number into log storage.
  */
-export const REDACTED_PATHS = [
+const REDACTED_PATHS = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'req.headers["x-partner-auth"]',

@@ -55,7 +55,7 @@ export function createMetrics(component: 'api' | 'worker'): Metrics {
   };
 }
 
-export interface DatabaseGaugeSpec<L extends string> {
+interface DatabaseGaugeSpec<L extends string> {
   name: string;
   help: string;
   labelNames: L[];
@@ -108,7 +108,7 @@ export function databaseGauges(
   return { refresh, stop: () => clearInterval(timer) };
 }
 
-export type CallbackOutcome = 'started' | 'duplicate' | 'inboxed' | 'rejected' | 'unavailable';
+type CallbackOutcome = 'started' | 'duplicate' | 'inboxed' | 'rejected' | 'unavailable';
 
 /**
  * Counts platform callbacks by outcome. The route records what it did in `res.locals.callbackOutcome`;
@@ -138,13 +138,6 @@ export function httpMetrics(metrics: Metrics): RequestHandler {
       stop(labels);
     });
     next();
-  };
-}
-
-export function metricsRoute(metrics: Metrics): RequestHandler {
-  return async (_req, res) => {
-    res.setHeader('content-type', metrics.registry.contentType);
-    res.send(await metrics.registry.metrics());
   };
 }
 

@@ -27,9 +27,9 @@ export const AUTHORIZATION_STATES = [
 ] as const satisfies readonly AuthorizationViewState[];
 
 /** The states whose run waits for an operator's re-drive (docs/callbacks.md). */
-export const REDRIVABLE_STATES: readonly AuthorizationState[] = ['unrouted', 'no-data'];
+const REDRIVABLE_STATES: readonly AuthorizationState[] = ['unrouted', 'no-data'];
 
-export interface AuthorizationView {
+interface AuthorizationView {
   authorizationId: string;
   workflowId: string;
   userId: string;
@@ -121,7 +121,7 @@ export async function redriveAuthorization(
   return { outcome: 'signalled', authorizationId, workflowId };
 }
 
-export type RevocationResult =
+type RevocationResult =
   { outcome: 'not-found'; authorizationId: string } | { outcome: 'changed' | 'unchanged'; authorizationId: string };
 
 /**

@@ -36,7 +36,7 @@ export const ISSUANCE_STATUSES = [
   'failed',
 ] as const satisfies readonly IssuanceStatus[];
 
-export interface IssuanceView {
+interface IssuanceView {
   issuanceId: string;
   workflowId: string;
   status: IssuanceStatus;
@@ -81,7 +81,7 @@ export async function listIssuances(db: Db, query: IssuanceListFilter & { limit:
 }
 
 /** One issuance in detail (`cak issuances status`): its view, each step, its items and record version. */
-export interface IssuanceDetail extends IssuanceView {
+interface IssuanceDetail extends IssuanceView {
   steps: Partial<Record<IssuanceStep, { state: string; at?: Date }>>;
   itemKinds: string[];
   version?: number;
@@ -113,7 +113,7 @@ export type RetryResult =
       message: string;
     };
 
-export interface RetryDeps {
+interface RetryDeps {
   db: Db;
   temporal: Client;
   taskQueue: string;

@@ -34,7 +34,7 @@ export type KeyCounts = Record<string, KidCount>;
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 /** Counted under this name: a metadata document whose bytes are missing. */
-export const MISSING_BYTES = '(bytes missing)';
+const MISSING_BYTES = '(bytes missing)';
 
 async function keyIdOf(packages: PackagesRepository, doc: PackageDoc): Promise<string> {
   if (doc.keyId !== undefined) return doc.keyId;

@@ -19,7 +19,7 @@ export interface CallbackSignatureVerifier {
   verify(rawBody: Buffer, headers: IncomingHttpHeaders): Promise<void>;
 }
 
-export const SignatureErrorCode = {
+const SignatureErrorCode = {
   Missing: 'SIGNATURE_MISSING',
   Malformed: 'SIGNATURE_MALFORMED',
   Invalid: 'SIGNATURE_INVALID',
@@ -72,7 +72,7 @@ function checkTimestamp(
  * What is wrong with a `webhook-timestamp` that is not Unix seconds (at most 12 digits), or undefined.
  * A 13-digit value is almost surely `Date.now()`: milliseconds.
  */
-export function webhookTimestampProblem(value: string, now = Date.now()): string | undefined {
+function webhookTimestampProblem(value: string, now = Date.now()): string | undefined {
   if (WEBHOOK_TIMESTAMP.test(value)) return undefined;
   const example = Math.floor(now / 1000);
   if (/^\d{13}$/.test(value)) {
@@ -100,14 +100,14 @@ const MAX_SIGNATURE_HEADER = 4096;
 const WHSEC_PREFIX = 'whsec_';
 
 /** A `whsec_<base64>` secret's key bytes. */
-export function standardWebhookKey(secret: string): Buffer {
+function standardWebhookKey(secret: string): Buffer {
   const key = Buffer.from(secret.startsWith(WHSEC_PREFIX) ? secret.slice(WHSEC_PREFIX.length) : secret, 'base64');
   if (key.length === 0) throw new Error('a Standard Webhooks secret needs key bytes');
   return key;
 }
 
 /** The base64 v1 signature: HMAC-SHA256 under `key` of `<id>.<seconds>.` and then the body's bytes, as they are. */
-export function standardWebhookSignature(key: Uint8Array, id: string, seconds: number, body: Uint8Array): string {
+function standardWebhookSignature(key: Uint8Array, id: string, seconds: number, body: Uint8Array): string {
   return createHmac('sha256', key).update(`${id}.${seconds}.`, 'utf8').update(body).digest('base64');
 }
 
@@ -311,7 +311,7 @@ export async function signJwsEs256(
 
 // ---------------------------------------------------------------------------------------------
 
-export interface CallbackSignatureSettings {
+interface CallbackSignatureSettings {
   CALLBACK_SIGNATURE_SCHEME: CallbackSignatureScheme;
   CALLBACK_SECRETS: string;
   CALLBACK_TOLERANCE_SECONDS: number;

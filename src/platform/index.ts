@@ -3,7 +3,7 @@ import { createPlatformClient, type PlatformClient } from './client';
 import { partnerTokenMinter, type PartnerTokenMinter } from './partner-jwt';
 import { loadPartnerKeys, type PartnerKeys } from './partner-keys';
 
-export interface PlatformDeps {
+interface PlatformDeps {
   partnerKeys: PartnerKeys;
   partnerTokens: PartnerTokenMinter;
   platform: PlatformClient;

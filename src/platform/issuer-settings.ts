@@ -30,9 +30,9 @@ const statusResponse = z.object({
   callbackSignatureScheme: z.string().optional(),
   callbacks: z.record(z.string(), z.number()).optional(),
 });
-export type IssuerStatus = z.infer<typeof statusResponse>;
+type IssuerStatus = z.infer<typeof statusResponse>;
 
-export interface IssuerSettingsClient {
+interface IssuerSettingsClient {
   setCallbackUrl(callbackUrl: string): Promise<void>;
   status(): Promise<IssuerStatus>;
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
  * published before it signs, and an old one kept until its tokens expire); one of them signs.
  */
 
-export type PartnerAlg = 'ES256' | 'RS256';
+type PartnerAlg = 'ES256' | 'RS256';
 
 export interface SigningKey {
   kid: string;
@@ -34,7 +34,7 @@ export interface PartnerKeys {
   jwks: { keys: PublicJwk[] };
 }
 
-export class PartnerKeyError extends Error {
+class PartnerKeyError extends Error {
   readonly code = 'PARTNER_KEYS_INVALID';
   constructor(message: string) {
     super(message);

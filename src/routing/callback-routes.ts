@@ -14,10 +14,10 @@ import { CALLBACK_HANDLERS, type ResolvedRoute } from '../domain/authorization';
  * recorded as `unrouted`, listed for operators, and re-driven once a route exists.
  */
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-export const DEFAULT_ACCESS_WINDOW = '30d';
+const DEFAULT_ACCESS_WINDOW = '30d';
 
 /** `90s`, `15m`, `24h`, `30d` -> milliseconds. */
-export function durationMs(value: string): number {
+function durationMs(value: string): number {
   const match = /^(\d{1,6})([smhd])$/.exec(value);
   if (!match) throw new Error(`not a duration: ${value}`);
   return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];

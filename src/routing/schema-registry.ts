@@ -3,6 +3,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { AppError } from '../domain/errors';
 import { FIELDS_ITEM_KIND } from '../domain/issuance';
+import { didSchema, identifierSchema } from '../domain/issuance-request';
 import { callbackRouteSchema, type CallbackRoute } from './callback-routes';
 
 /**
@@ -15,24 +16,20 @@ import { callbackRouteSchema, type CallbackRoute } from './callback-routes';
  */
 
 const kind = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'item kinds are lowercase letters, digits and -');
-const identifier = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'letters, digits, . _ : - (max 128)');
 
 const schemaEntry = z.strictObject({
   description: z.string().max(500).optional(),
   /** the issuer DID that issues this schema; may be left out when the deployment serves one DID */
-  issuerDid: z
-    .string()
-    .regex(/^did:[a-z0-9]{1,32}:[A-Za-z0-9._:%-]{1,256}$/, 'expected a DID')
-    .optional(),
+  issuerDid: didSchema.optional(),
   /** the issuance programs (the SDK's `credentialId`) of this schema */
-  programs: z.array(identifier).min(1),
+  programs: z.array(identifierSchema).min(1),
   allowedItemKinds: z.array(kind).min(1),
   // Callback routing (src/routing/callback-routes.ts); absent means authorizations stay unrouted.
   callback: callbackRouteSchema.optional(),
 });
 
 const registryFile = z.strictObject({
-  schemas: z.record(identifier, schemaEntry),
+  schemas: z.record(identifierSchema, schemaEntry),
 });
 
 export type SchemaEntry = z.infer<typeof schemaEntry> & { issuerDid: string };
@@ -54,7 +51,7 @@ export interface SchemaRegistry {
   ): void;
 }
 
-export class SchemaRegistryError extends Error {
+class SchemaRegistryError extends Error {
   readonly code = 'SCHEMA_REGISTRY_INVALID';
   constructor(message: string) {
     super(message);

@@ -38,7 +38,7 @@ export interface AuditKeys {
   keys: ReadonlyMap<string, Uint8Array>;
 }
 
-export interface PendingAuditEvent {
+interface PendingAuditEvent {
   _id: string;
   type: AuditEventTypeName;
   /** ISO-8601, part of the linked content */
@@ -119,8 +119,8 @@ export function linkEvents(
   });
 }
 
-export type ChainBreak = { seq: number; eventId: string; reason: string };
-export type ChainReport =
+type ChainBreak = { seq: number; eventId: string; reason: string };
+type ChainReport =
   | { ok: true; events: number; tipHash: string; unsealed: number }
   | ({ ok: false; events: number; unsealed: number } & ChainBreak);
 

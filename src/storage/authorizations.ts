@@ -32,7 +32,7 @@ export interface DeliveryDoc {
   at: Date;
 }
 
-export interface RevocationDoc {
+interface RevocationDoc {
   _id: string;
   by: string;
   at: Date;
@@ -63,7 +63,7 @@ export interface AuthorizationListFilter {
   schemaId?: string;
 }
 
-export interface AccessWindow {
+interface AccessWindow {
   accessFrom: Date;
   accessUntil: Date;
   /** false when the delivery fell inside a window already open (a retry: nothing moved) */

@@ -7,7 +7,7 @@ import { isDuplicateKey } from './duplicate-key';
  * workflow start. `_id` is the authorization id (the keyed dedup key), so a key is queued at most
  * once however many deliveries arrive; the relay turns each row into the start and deletes it.
  */
-export interface InboxDoc extends CallbackPayload {
+interface InboxDoc extends CallbackPayload {
   _id: string;
   receivedAt: Date;
   attempts: number;
@@ -60,8 +60,6 @@ export function inboxRepository(db: Db) {
     async remove(id: string): Promise<void> {
       await collection.deleteOne({ _id: id });
     },
-
-    count: () => collection.countDocuments({}),
   };
 }
 

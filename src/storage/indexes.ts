@@ -22,6 +22,3 @@ export async function ensureIndexes(db: Db): Promise<void> {
   // audit: `seq` is unique, a second guard beside the batch arbiter that the chain never forks
   await db.collection('audit_events').createIndex({ seq: 1 }, { unique: true, name: 'seq_unique' });
 }
-
-/** The former name (the end-to-end harness calls it): every index, not only the issuance ones. */
-export const ensureIssuanceIndexes = ensureIndexes;

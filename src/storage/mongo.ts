@@ -8,7 +8,7 @@ import {
   type Document,
 } from 'mongodb';
 
-export interface Database {
+interface Database {
   client: MongoClient;
   db: Db;
   close(): Promise<void>;

@@ -4,7 +4,7 @@ import type { Db } from 'mongodb';
  * Verifiers allowed to fetch data (`verifiers`): per verifierDid, the public keys (EC P-256 JWKs)
  * their access tokens are signed with. Registered by an operator through the admin API.
  */
-export interface VerifierKey {
+interface VerifierKey {
   kid: string;
   kty: 'EC';
   crv: 'P-256';
@@ -13,7 +13,7 @@ export interface VerifierKey {
   addedAt: Date;
 }
 
-export interface VerifierDoc {
+interface VerifierDoc {
   _id: string;
   keys: VerifierKey[];
   createdAt: Date;

@@ -3,7 +3,7 @@ import type { Duration } from '@temporalio/common';
 import { auditSealWorkflow } from '../workflows/audit';
 import { stagingSweepWorkflow } from '../workflows/issuance';
 
-export const STAGING_SWEEP_SCHEDULE_ID = 'cak-staging-sweep';
+const STAGING_SWEEP_SCHEDULE_ID = 'cak-staging-sweep';
 export const AUDIT_SEAL_SCHEDULE_ID = 'cak-audit-seal';
 /** Each sequencer run seals for this long; the schedule starts one every minute, never two at once. */
 const AUDIT_SEAL_RUN_MS = 55_000;

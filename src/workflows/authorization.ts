@@ -47,10 +47,10 @@ const {
 } = proxyActivities<Activities>(storageOptions);
 const { notifyAuthorization } = proxyActivities<Activities>(notifyOptions);
 
-export const redriveSignal = defineSignal(REDRIVE_SIGNAL);
+const redriveSignal = defineSignal(REDRIVE_SIGNAL);
 /** How long a run whose window closed still takes a signalled delivery (the API's start timeout is 3 s). */
 const LATE_DELIVERY_GRACE = '10 seconds';
-export const deliverySignal = defineSignal<[DeliverySignal]>(DELIVERY_SIGNAL);
+const deliverySignal = defineSignal<[DeliverySignal]>(DELIVERY_SIGNAL);
 
 interface RouteResult {
   outcome: AuthorizationOutcome;

@@ -9,7 +9,7 @@ import { dataConverterFor } from '../../src/crypto/payload-codec';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
 import { createLogger } from '../../src/observability/logger';
-import { ensureIssuanceIndexes } from '../../src/storage/indexes';
+import { ensureIndexes } from '../../src/storage/indexes';
 import type { IssuanceActivityDeps } from '../../src/activities/issuance';
 import { createWorker, type WorkerHandle } from '../../src/workers/worker';
 import { eventually } from '../support/eventually';
@@ -59,7 +59,7 @@ export async function startIssuanceSystem(
   });
   const mongo = await MongoClient.connect(base.MONGODB_URI, { serverSelectionTimeoutMS: 5_000, ...options.mongo });
   const db = mongo.db(base.MONGODB_DB);
-  await ensureIssuanceIndexes(db);
+  await ensureIndexes(db);
   const connection = await Connection.connect({ address: base.TEMPORAL_ADDRESS });
   const client = new Client({
     connection,

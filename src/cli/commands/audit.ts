@@ -4,7 +4,7 @@ import { withDatabase } from '../context';
 import { EXIT } from '../exit-codes';
 
 /** Exit status of `cak audit verify` when the chain is broken (0 = intact, 1 = could not check). */
-export const AUDIT_BROKEN_EXIT = EXIT.CHECK_FAILED;
+const AUDIT_BROKEN_EXIT = EXIT.CHECK_FAILED;
 
 /**
  * `cak audit verify`: walks the sealed, keyed audit chain from its first event, names the first
