@@ -5,6 +5,7 @@ const benches: { name: string; load: () => Promise<{ run: () => Promise<BenchRes
   { name: 'crypto', load: () => import('./crypto') },
   { name: 'issuance', load: () => import('./issuance') },
   { name: 'callbacks', load: () => import('./callbacks') },
+  { name: 'round trips', load: () => import('./round-trips') },
   { name: 'audit', load: () => import('./audit') },
   { name: 'upload', load: () => import('./upload') },
 ];
