@@ -143,7 +143,7 @@ export async function run(): Promise<BenchResult[]> {
       });
       const env = new MockActivityEnvironment({ workflowExecution: { workflowId, runId: 'bench' } });
       const bytes = [Buffer.from('{"fullName":"bench user"}'), files[0]!, files[1]!];
-      await staging.putMany(
+      await staging.stage(
         issuanceId,
         items.map((item, i) => ({
           itemId: item.itemId,

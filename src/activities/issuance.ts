@@ -178,8 +178,8 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       items: ItemDescriptor[];
     }): Promise<PackageRef[]> {
       const publicKey = parseCakKey(input.cakPublicKey, input.curve);
-      // one query for where every entry's bytes are, then one read per inline row or GridFS chunk
-      const entries = new Map((await staging.entries(input.issuanceId)).map((e) => [e.itemId, e]));
+      // one read of the issuance's staging (inline bytes included), then one per GridFS chunk
+      const entries = new Map((await staging.get(input.issuanceId))?.entries.map((e) => [e.itemId, e]));
       const refs: PackageRef[] = [];
       let batch: { item: ItemDescriptor; sealed: Buffer }[] = [];
       let batchBytes = 0;

@@ -133,46 +133,27 @@ export function issuanceIntake(deps: IntakeDeps) {
     return items;
   }
 
-  /**
-   * Stages the subject and the items: those the request carries with one insert per collection
-   * (`putMany`; a re-stage over an earlier attempt overwrites one by one), streamed ones by linking
-   * the bytes they were streamed into.
-   */
+  /** Stages the subject and the items (bytes the request carries, files it streamed) in one document. */
   async function stage(issuanceId: string, request: IssuanceRequest, items: Item[]) {
     const seal = (itemId: string, bytes: Uint8Array) =>
       sealOuter(deps.managedKeyring, bytes, stagingContext(issuanceId, itemId));
-    await staging.putMany(
+    const subject = Buffer.from(JSON.stringify(request.credentialSubject), 'utf8');
+    await staging.stage(
       issuanceId,
       [
-        {
-          itemId: STAGING_SUBJECT_ITEM_ID,
-          role: 'subject' as const,
-          sealed: seal(STAGING_SUBJECT_ITEM_ID, Buffer.from(JSON.stringify(request.credentialSubject), 'utf8')),
-        },
-        ...items.flatMap((item) =>
+        { itemId: STAGING_SUBJECT_ITEM_ID, role: 'subject', sealed: seal(STAGING_SUBJECT_ITEM_ID, subject) },
+        ...items.map((item) =>
           'bytes' in item
-            ? [
-                {
-                  itemId: item.descriptor.itemId,
-                  role: 'item' as const,
-                  sealed: seal(item.descriptor.itemId, item.bytes),
-                },
-              ]
-            : [],
+            ? {
+                itemId: item.descriptor.itemId,
+                role: 'item' as const,
+                sealed: seal(item.descriptor.itemId, item.bytes),
+              }
+            : { itemId: item.descriptor.itemId, role: 'item' as const, streamed: item.staged.sealed },
         ),
       ],
       deps.stagingTtlMs,
     );
-    for (const item of items) {
-      if (!('bytes' in item))
-        await staging.link(
-          issuanceId,
-          item.descriptor.itemId,
-          item.staged.sealed.bytesId,
-          item.staged.sealed,
-          deps.stagingTtlMs,
-        );
-    }
   }
 
   /** What the request can be refused for before its files: tenancy, program and items, key, record owner. */

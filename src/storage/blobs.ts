@@ -3,10 +3,11 @@ import { Binary, type AnyBulkWriteOperation, type Db, type Filter } from 'mongod
 import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
 
 /**
- * Byte storage shared by the staging and packages collections. Each blob has a small metadata
- * document in `collection` (queried by field: issuance, expiry, state) and its bytes elsewhere,
- * addressed only by `_id`: below `thresholdBytes` one document in `<collection>Data` (or, with
- * `embedInline`, the metadata document itself), at or above it a GridFS bucket (`<bucket>.files` + `<bucket>.chunks`, the standard layout, readable by GridFS
+ * Byte storage of the packages collection (`blobStore`), and the GridFS bucket it shares with staging
+ * (`gridFsBucket`). Each blob has a small metadata document in `collection` (queried by field:
+ * issuance, state, age) and its bytes elsewhere,
+ * addressed only by `_id`: below `thresholdBytes` one document in `<collection>Data`, at or above it
+ * a GridFS bucket (`<bucket>.files` + `<bucket>.chunks`, the standard layout, readable by GridFS
  * tools). Chunks get deterministic ids (`<fileId>#<n>`) and are read and deleted by `_id`, never by
  * a `files_id` query: FerretDB v1 pushes only `_id` equality down to its backend and scans every
  * document (bytes included) for any other filter, which made `files_id` lookups grow with the bucket.
@@ -17,7 +18,7 @@ import { DUPLICATE_KEY_CODE, isDuplicateKey } from './duplicate-key';
  *
  * Round trips: `putMany` writes any number of blobs with one insert per collection (files, chunks,
  * inline rows, metadata; a blob written before falls back to the one-by-one `put`); a blob whose
- * metadata is at hand is read with one `find` per inline row or GridFS chunk (none when embedded) (the chunk count comes
+ * metadata is at hand is read with one `find` per inline row or GridFS chunk (the chunk count comes
  * from its size, not from its files document); `deleteWhere` deletes with one multi-statement
  * `delete` command per collection, each statement an `_id` equality (no `$in`, which FerretDB v1
  * answers by scanning the collection, bytes included).
@@ -29,10 +30,6 @@ export interface BlobMeta {
   /** sha256 (hex) of the bytes */
   sha256: string;
   storage: 'inline' | 'gridfs';
-  /** where the bytes live when not under `_id`: a streamed write (`streamedBytesId`), linked once accepted */
-  bytesId?: string;
-  /** an inline blob whose bytes are in this document (`data`), in a store with `embedInline` */
-  embedded?: true;
 }
 
 /** One blob of a `putMany`. */
@@ -43,10 +40,7 @@ export interface BlobWrite<T extends BlobMeta> {
 }
 
 /** What a metadata document says about where its bytes are (enough to read or delete them). */
-export type BlobLocation = Pick<BlobMeta, '_id' | 'size' | 'storage' | 'bytesId' | 'embedded'> & { data?: Binary };
-
-/** The fields of a metadata document that `readAt` and `deleteAt` need (with the embedded bytes, for reading). */
-export const LOCATION_PROJECTION = { _id: 1, size: 1, storage: 1, bytesId: 1, embedded: 1, data: 1 } as const;
+export type BlobLocation = Pick<BlobMeta, '_id' | 'size' | 'storage'>;
 
 /** Every write of a batch was refused as a duplicate key (unordered, or the first of an ordered one). */
 function isDuplicateWrite(err: unknown): boolean {
@@ -66,21 +60,12 @@ export interface BlobStream {
 }
 
 /** Bytes of a streamed write get an id of their own, derived from the entry they are meant for. */
-const STREAM_SEPARATOR = '~';
-export const streamedBytesId = (id: string) => `${id}${STREAM_SEPARATOR}${randomBytes(12).toString('base64url')}`;
-const entryIdOf = (bytesId: string) => bytesId.split(STREAM_SEPARATOR)[0]!;
+export const streamedBytesId = (id: string) => `${id}~${randomBytes(12).toString('base64url')}`;
 
 export interface BlobStoreOptions {
   collection: string;
   bucket: string;
   thresholdBytes: number;
-  /**
-   * Keep an inline blob's bytes in its metadata document (one document to write, read and delete,
-   * not two). Only for a collection of short-lived blobs (staging): FerretDB v1 reads whole documents
-   * for any query but `_id` equality, so queries by field over long-lived blobs (packages) would read
-   * their bytes too.
-   */
-  embedInline?: boolean;
 }
 
 interface GridFile {
@@ -102,11 +87,19 @@ const CHUNK_BYTES = 1024 * 1024;
 const chunkId = (fileId: string, n: number) => `${fileId}#${n}`;
 const chunkCount = (length: number, chunkSize: number) => Math.ceil(length / chunkSize);
 
-export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions) {
-  const meta = db.collection<T>(options.collection);
-  const inline = db.collection<{ _id: string; data: Binary }>(`${options.collection}Data`);
-  const files = db.collection<GridFile>(`${options.bucket}.files`);
-  const chunks = db.collection<Chunk>(`${options.bucket}.chunks`);
+/** Bytes to write into a GridFS bucket under `id`. */
+export interface GridFsWrite {
+  id: string;
+  bytes: Uint8Array;
+}
+
+/**
+ * A GridFS bucket (`<bucket>.files` + `<bucket>.chunks`) whose files are read, written and deleted
+ * by `_id` only (see the module comment). Shared by `blobStore` and the staging repository.
+ */
+export function gridFsBucket(db: Db, bucket: string) {
+  const files = db.collection<GridFile>(`${bucket}.files`);
+  const chunks = db.collection<Chunk>(`${bucket}.chunks`);
 
   /** Deletes chunks `from`.. of a file: up to `until` when known, else until the first missing one. */
   async function deleteChunks(fileId: string, from: number, until?: number): Promise<void> {
@@ -158,39 +151,6 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     const bytes = Buffer.concat(parts);
     if (bytes.length !== length) throw new Error(`blob ${fileId}: ${bytes.length} bytes, not ${length}`);
     return bytes;
-  }
-
-  async function readAt(doc: BlobLocation): Promise<Buffer | undefined> {
-    if (doc.storage === 'gridfs') return readGridFs(doc.bytesId ?? doc._id, doc.size);
-    if (doc.embedded) {
-      if (!doc.data) throw new Error(`blob ${doc._id}: its bytes were not read with it (see LOCATION_PROJECTION)`);
-      return Buffer.from(doc.data.buffer);
-    }
-    const row = await inline.findOne({ _id: doc._id });
-    return row ? Buffer.from(row.data.buffer) : undefined;
-  }
-
-  /**
-   * Deletes the bytes of each blob where its metadata says they are (one multi-statement `delete`
-   * per collection, every statement an `_id` equality), then the metadata documents. (A `put` that
-   * crashed between writing a blob in its new form and deleting the old form leaves the old bytes
-   * behind; such a rewrite happens only when a retry crosses the threshold.)
-   */
-  async function deleteAt(docs: BlobLocation[]): Promise<void> {
-    if (docs.length === 0) return;
-    const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
-      [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
-    const small = docs.filter((d) => d.storage !== 'gridfs' && !d.embedded);
-    const big = docs.filter((d) => d.storage === 'gridfs');
-    if (small.length > 0) await inline.bulkWrite(del(small.map((d) => d._id)), { ordered: false });
-    if (big.length > 0) {
-      const chunkIds = big.flatMap((d) =>
-        Array.from({ length: chunkCount(d.size, CHUNK_BYTES) }, (_, n) => chunkId(d.bytesId ?? d._id, n)),
-      );
-      await chunks.bulkWrite(del(chunkIds), { ordered: false });
-      await files.bulkWrite(del(big.map((d) => d.bytesId ?? d._id)), { ordered: false });
-    }
-    await meta.bulkWrite(del<T>(docs.map((d) => d._id)), { ordered: false });
   }
 
   /**
@@ -261,40 +221,113 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     };
   }
 
-  /** Where the bytes of blob `id` live (undefined: no such blob). */
-  async function bytesIdOf(id: string): Promise<string | undefined> {
-    const doc = (await meta.findOne({ _id: id } as Filter<T>, { projection: { _id: 1, bytesId: 1 } })) as {
-      bytesId?: string;
-    } | null;
-    return doc ? (doc.bytesId ?? id) : undefined;
+  const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
+    [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
+
+  return {
+    files,
+    write: writeGridFs,
+    read: readGridFs,
+    remove: deleteGridFs,
+    openStream,
+
+    /**
+     * Writes files none of which exists yet with one insert per collection (files documents first,
+     * so every chunk is reachable for cleanup); when one exists (a retry), all are written again one
+     * by one, overwriting and trimming.
+     */
+    async writeMany(writes: GridFsWrite[]): Promise<void> {
+      if (writes.length === 0) return;
+      try {
+        const uploadDate = new Date();
+        await files.insertMany(
+          writes.map(({ id, bytes }) => ({
+            _id: id,
+            length: bytes.length,
+            chunkSize: CHUNK_BYTES,
+            uploadDate,
+            filename: id,
+          })),
+        );
+        await chunks.insertMany(
+          writes.flatMap(({ id, bytes }) =>
+            Array.from({ length: chunkCount(bytes.length, CHUNK_BYTES) }, (_, n) => ({
+              _id: chunkId(id, n),
+              files_id: id,
+              n,
+              data: new Binary(bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)),
+            })),
+          ),
+        );
+      } catch (err) {
+        if (!isDuplicateWrite(err)) throw err;
+        for (const { id, bytes } of writes) await writeGridFs(id, bytes);
+      }
+    },
+
+    /** Deletes files whose lengths are known: one multi-statement `delete` per collection, chunks first. */
+    async removeMany(located: { id: string; size: number }[]): Promise<void> {
+      if (located.length === 0) return;
+      const chunkIds = located.flatMap(({ id, size }) =>
+        Array.from({ length: chunkCount(size, CHUNK_BYTES) }, (_, n) => chunkId(id, n)),
+      );
+      await chunks.bulkWrite(del(chunkIds), { ordered: false });
+      await files.bulkWrite(del(located.map(({ id }) => id)), { ordered: false });
+    },
+
+    /** Ids of files uploaded (or last written to) before `before`: candidates for an orphan sweep. */
+    async uploadedBefore(before: Date): Promise<string[]> {
+      return (await files.find({ uploadDate: { $lt: before } }, { projection: { _id: 1 } }).toArray()).map(
+        (f) => f._id,
+      );
+    },
+  };
+}
+
+export type GridFsBucket = ReturnType<typeof gridFsBucket>;
+
+export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions) {
+  const meta = db.collection<T>(options.collection);
+  const inline = db.collection<{ _id: string; data: Binary }>(`${options.collection}Data`);
+  const gridfs = gridFsBucket(db, options.bucket);
+  const { files } = gridfs;
+  const readGridFs = gridfs.read;
+  const writeGridFs = gridfs.write;
+  const deleteGridFs = gridfs.remove;
+
+  async function readAt(doc: BlobLocation): Promise<Buffer | undefined> {
+    if (doc.storage === 'gridfs') return readGridFs(doc._id, doc.size);
+    const row = await inline.findOne({ _id: doc._id });
+    return row ? Buffer.from(row.data.buffer) : undefined;
   }
 
-  async function deleteBytes(id: string): Promise<void> {
-    await inline.deleteOne({ _id: id });
-    await deleteGridFs(id);
+  /**
+   * Deletes the bytes of each blob where its metadata says they are (one multi-statement `delete`
+   * per collection, every statement an `_id` equality), then the metadata documents. (A `put` that
+   * crashed between writing a blob in its new form and deleting the old form leaves the old bytes
+   * behind; such a rewrite happens only when a retry crosses the threshold.)
+   */
+  async function deleteAt(docs: BlobLocation[]): Promise<void> {
+    if (docs.length === 0) return;
+    const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
+      [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
+    const small = docs.filter((d) => d.storage !== 'gridfs');
+    if (small.length > 0) await inline.bulkWrite(del(small.map((d) => d._id)), { ordered: false });
+    await gridfs.removeMany(docs.filter((d) => d.storage === 'gridfs').map((d) => ({ id: d._id, size: d.size })));
+    await meta.bulkWrite(del<T>(docs.map((d) => d._id)), { ordered: false });
   }
 
   /** Writes (or rewrites) the bytes and their metadata document; returns what was recorded. */
   async function put(id: string, bytes: Uint8Array, fields: Omit<T, keyof BlobMeta>): Promise<BlobMeta> {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const gridfs = bytes.length >= options.thresholdBytes;
-    const previous = await bytesIdOf(id);
-    const embedded = !gridfs && options.embedInline === true;
     if (gridfs) await writeGridFs(id, bytes);
-    else if (!embedded) await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
-    const record: BlobMeta = {
-      _id: id,
-      size: bytes.length,
-      sha256,
-      storage: gridfs ? 'gridfs' : 'inline',
-      ...(embedded ? { embedded: true } : {}),
-    };
-    const doc = { ...fields, ...record, ...(embedded ? { data: new Binary(bytes) } : {}) };
-    await meta.replaceOne({ _id: id } as Filter<T>, doc as unknown as T, { upsert: true });
+    else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
+    const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
+    await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
     // a retry may have crossed the threshold the other way
     if (gridfs) await inline.deleteOne({ _id: id });
     else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
-    if (previous !== undefined && previous !== id) await deleteGridFs(previous);
     return record;
   }
 
@@ -310,50 +343,23 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
      * with `put`, which overwrites and trims what is there.
      */
     async putMany(entries: BlobWrite<T>[]): Promise<BlobMeta[]> {
-      const now = new Date();
       const planned = entries.map((e) => {
-        const gridfs = e.bytes.length >= options.thresholdBytes;
         const record: BlobMeta = {
           _id: e.id,
           size: e.bytes.length,
           sha256: createHash('sha256').update(e.bytes).digest('hex'),
-          storage: gridfs ? 'gridfs' : 'inline',
-          ...(!gridfs && options.embedInline ? { embedded: true } : {}),
+          storage: e.bytes.length >= options.thresholdBytes ? 'gridfs' : 'inline',
         };
         return { e, record };
       });
-      const big = planned.filter((p) => p.record.storage === 'gridfs');
-      const small = planned.filter((p) => p.record.storage === 'inline' && !p.record.embedded);
+      const small = planned.filter((p) => p.record.storage === 'inline');
       try {
-        if (big.length > 0) {
-          await files.insertMany(
-            big.map(({ e }) => ({
-              _id: e.id,
-              length: e.bytes.length,
-              chunkSize: CHUNK_BYTES,
-              uploadDate: now,
-              filename: e.id,
-            })),
-          );
-          await chunks.insertMany(
-            big.flatMap(({ e }) =>
-              Array.from({ length: chunkCount(e.bytes.length, CHUNK_BYTES) }, (_, n) => ({
-                _id: chunkId(e.id, n),
-                files_id: e.id,
-                n,
-                data: new Binary(e.bytes.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)),
-              })),
-            ),
-          );
-        }
+        await gridfs.writeMany(
+          planned.filter((p) => p.record.storage === 'gridfs').map(({ e }) => ({ id: e.id, bytes: e.bytes })),
+        );
         if (small.length > 0) await inline.insertMany(small.map(({ e }) => ({ _id: e.id, data: new Binary(e.bytes) })));
         if (planned.length > 0)
-          await meta.insertMany(
-            planned.map(
-              ({ e, record }) =>
-                ({ ...e.fields, ...record, ...(record.embedded ? { data: new Binary(e.bytes) } : {}) }) as unknown as T,
-            ) as never,
-          );
+          await meta.insertMany(planned.map(({ e, record }) => ({ ...e.fields, ...record }) as unknown as T) as never);
         return planned.map((p) => p.record);
       } catch (err) {
         if (!isDuplicateWrite(err)) throw err;
@@ -361,18 +367,6 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
         for (const { e } of planned) written.push(await put(e.id, e.bytes, e.fields));
         return written;
       }
-    },
-
-    openStream,
-
-    /** Makes streamed bytes the blob `id` (writing its metadata document), replacing any bytes it had. */
-    async link(id: string, bytesId: string, blob: { size: number; sha256: string }, fields: Omit<T, keyof BlobMeta>) {
-      if (entryIdOf(bytesId) !== id || bytesId === id) throw new Error(`blob ${bytesId} was not streamed for ${id}`);
-      const previous = await bytesIdOf(id);
-      const record: BlobMeta = { _id: id, size: blob.size, sha256: blob.sha256, storage: 'gridfs', bytesId };
-      await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
-      if (previous !== undefined && previous !== bytesId) await deleteBytes(previous);
-      return record;
     },
 
     async read(id: string): Promise<Buffer | undefined> {
@@ -386,7 +380,7 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     /** Deletes every blob matching the filter, bytes first; returns how many metadata documents went. */
     async deleteWhere(filter: Filter<T>): Promise<number> {
       const docs = (await meta
-        .find(filter, { projection: { _id: 1, bytesId: 1, storage: 1, size: 1, embedded: 1 } })
+        .find(filter, { projection: { _id: 1, storage: 1, size: 1 } })
         .toArray()) as unknown as BlobLocation[];
       await deleteAt(docs);
       return docs.length;
@@ -398,10 +392,8 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
     /** Bytes whose metadata document was never written (a crash mid-put), older than `before`. */
     async deleteOrphans(before: Date): Promise<number> {
       let removed = 0;
-      const candidates = await files.find({ uploadDate: { $lt: before } }, { projection: { _id: 1 } }).toArray();
-      for (const { _id } of candidates) {
-        // streamed bytes belong to the entry their id derives from, once that entry links them
-        if ((await bytesIdOf(entryIdOf(_id))) !== _id) {
+      for (const _id of await gridfs.uploadedBefore(before)) {
+        if (!(await meta.findOne({ _id } as Filter<T>, { projection: { _id: 1 } }))) {
           await deleteGridFs(_id);
           removed += 1;
         }

@@ -1,111 +1,170 @@
-import type { Db } from 'mongodb';
-import {
-  LOCATION_PROJECTION,
-  blobStore,
-  streamedBytesId,
-  type BlobLocation,
-  type BlobMeta,
-  type BlobStream,
-} from './blobs';
+import { Binary, type Db } from 'mongodb';
+import { gridFsBucket, streamedBytesId, type BlobStream } from './blobs';
+import { isDuplicateKey } from './duplicate-key';
 
 /**
- * The `staging` collection (+ `stagingBlobs` GridFS bucket): raw items and the credentialSubject of
- * an issuance between the API accepting it and the workflow encrypting it. Callers hand in bytes
- * already sealed under the issuer-managed key; nothing here is plaintext. Entries carry an
- * `expiresAt`; the workflow deletes them when it ends and the sweep schedule deletes what a dead run
- * left behind (FerretDB has no TTL indexes).
+ * The `staging` collection (+ `stagingBlobs` GridFS bucket): the raw items and the credentialSubject
+ * of an issuance between the API accepting it and the workflow encrypting them. Callers hand in
+ * bytes already sealed under the issuer-managed key; nothing here is plaintext.
+ *
+ * One document per issuance, keyed by the issuance id: FerretDB v1 answers only `_id` equality
+ * without reading every document of the collection, so every read, write and delete of an
+ * issuance's staging is one command by `_id` whatever else is in flight. An entry below the GridFS
+ * threshold keeps its bytes in the document; a larger one (or one streamed by a multipart upload)
+ * lives in GridFS and the document names its file. Documents carry an `expiresAt`; the workflow
+ * shreds its issuance's document when it ends and the sweep schedule deletes what a dead run left
+ * behind (FerretDB has no TTL indexes).
  */
-export interface StagingDoc extends BlobMeta {
-  issuanceId: string;
+export interface StagedEntry {
   itemId: string;
   role: 'item' | 'subject';
+  size: number;
+  storage: 'inline' | 'gridfs';
+  /** the sealed bytes, inline */
+  data?: Binary;
+  /** the GridFS file holding the sealed bytes */
+  bytesId?: string;
+}
+
+export interface StagingDoc {
+  /** the issuance id */
+  _id: string;
+  issuanceId: string;
+  entries: StagedEntry[];
+  entryCount: number;
   createdAt: Date;
   expiresAt: Date;
 }
 
+/** What the API stages: sealed bytes, or a file already streamed into GridFS (`openStream`). */
+export type StageEntry =
+  | { itemId: string; role: StagedEntry['role']; sealed: Uint8Array }
+  | { itemId: string; role: 'item'; streamed: { bytesId: string; size: number } };
+
 export const STAGING_SUBJECT_ITEM_ID = '$subject';
 
+/** Streamed bytes are written under `<issuanceId>/<itemId>~<random>`: the issuance id leads. */
+const issuanceOf = (fileId: string) => fileId.split('/')[0]!;
+
 export function stagingRepository(db: Db, thresholdBytes: number) {
-  // Staging is short-lived (an issuance's run reads it once and shreds it), so an inline entry's
-  // bytes live in its document: staging, reading and shredding an issuance's entries take one command each.
-  const blobs = blobStore<StagingDoc>(db, {
-    collection: 'staging',
-    bucket: 'stagingBlobs',
-    thresholdBytes,
-    embedInline: true,
-  });
-  const idOf = (issuanceId: string, itemId: string) => `${issuanceId}/${itemId}`;
+  const staging = db.collection<StagingDoc>('staging');
+  const gridfs = gridFsBucket(db, 'stagingBlobs');
+  const filesOf = (doc: Pick<StagingDoc, 'entries'> | null) =>
+    (doc?.entries ?? []).flatMap((e) => (e.bytesId ? [{ id: e.bytesId, size: e.size }] : []));
+
+  async function readEntry(entry: StagedEntry): Promise<Buffer | undefined> {
+    if (entry.data) return Buffer.from(entry.data.buffer);
+    return entry.bytesId ? gridfs.read(entry.bytesId, entry.size) : undefined;
+  }
+
+  async function get(issuanceId: string): Promise<StagingDoc | null> {
+    return staging.findOne({ _id: issuanceId });
+  }
+
+  async function read(issuanceId: string, itemId: string): Promise<Buffer | undefined> {
+    const entry = (await get(issuanceId))?.entries.find((e) => e.itemId === itemId);
+    return entry && readEntry(entry);
+  }
+
+  /** Deletes an issuance's staging: its document, then the GridFS files it named. */
+  async function shred(issuanceId: string): Promise<number> {
+    const doc = await staging.findOneAndDelete({ _id: issuanceId });
+    await gridfs.removeMany(filesOf(doc));
+    return doc?.entryCount ?? 0;
+  }
+
   return {
-    async put(
-      issuanceId: string,
-      itemId: string,
-      role: StagingDoc['role'],
-      sealed: Uint8Array,
-      ttlMs: number,
-    ): Promise<void> {
+    /**
+     * Stages an issuance's entries with one insert (plus one per GridFS collection for large
+     * entries). Staging again (a retried request re-stages over an earlier attempt) replaces the
+     * document and deletes the files only the earlier one named.
+     */
+    async stage(issuanceId: string, entries: StageEntry[], ttlMs: number): Promise<void> {
+      const big: { id: string; bytes: Uint8Array }[] = [];
+      const staged = entries.map((e): StagedEntry => {
+        if ('streamed' in e) {
+          if (issuanceOf(e.streamed.bytesId) !== issuanceId)
+            throw new Error(`${e.streamed.bytesId} is not ${issuanceId}'s`);
+          return {
+            itemId: e.itemId,
+            role: e.role,
+            size: e.streamed.size,
+            storage: 'gridfs',
+            bytesId: e.streamed.bytesId,
+          };
+        }
+        if (e.sealed.length < thresholdBytes) {
+          return {
+            itemId: e.itemId,
+            role: e.role,
+            size: e.sealed.length,
+            storage: 'inline',
+            data: new Binary(e.sealed),
+          };
+        }
+        const bytesId = `${issuanceId}/${e.itemId}`;
+        big.push({ id: bytesId, bytes: e.sealed });
+        return { itemId: e.itemId, role: e.role, size: e.sealed.length, storage: 'gridfs', bytesId };
+      });
+      await gridfs.writeMany(big);
       const now = new Date();
-      await blobs.put(idOf(issuanceId, itemId), sealed, {
+      const doc: StagingDoc = {
+        _id: issuanceId,
         issuanceId,
-        itemId,
-        role,
+        entries: staged,
+        entryCount: staged.length,
         createdAt: now,
         expiresAt: new Date(now.getTime() + ttlMs),
-      });
+      };
+      try {
+        await staging.insertOne(doc);
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        const previous = await staging.findOneAndReplace({ _id: issuanceId }, doc);
+        const kept = new Set(filesOf(doc).map((f) => f.id));
+        await gridfs.removeMany(filesOf(previous).filter((f) => !kept.has(f.id)));
+      }
     },
-    /** Stages several sealed entries with one insert per collection (see `BlobStore.putMany`). */
-    async putMany(
-      issuanceId: string,
-      entries: { itemId: string; role: StagingDoc['role']; sealed: Uint8Array }[],
-      ttlMs: number,
-    ): Promise<void> {
-      const now = new Date();
-      const expiresAt = new Date(now.getTime() + ttlMs);
-      await blobs.putMany(
-        entries.map((e) => ({
-          id: idOf(issuanceId, e.itemId),
-          bytes: e.sealed,
-          fields: { issuanceId, itemId: e.itemId, role: e.role, createdAt: now, expiresAt },
-        })),
-      );
-    },
+
     /**
-     * A sealed item streamed in before its issuance is accepted: bytes only, under an id of their own,
-     * invisible to readers until `link` makes them the entry (or `BlobStream.abort` deletes them).
+     * A sealed item streamed in before its issuance is accepted: GridFS bytes under an id of their
+     * own, invisible to readers until `stage` names them (or `BlobStream.abort` deletes them).
      */
     openStream: (issuanceId: string, itemId: string, headLength: number): Promise<BlobStream> =>
-      blobs.openStream(streamedBytesId(idOf(issuanceId, itemId)), headLength),
-    async link(
-      issuanceId: string,
-      itemId: string,
-      bytesId: string,
-      blob: { size: number; sha256: string },
-      ttlMs: number,
-    ): Promise<void> {
-      const now = new Date();
-      await blobs.link(idOf(issuanceId, itemId), bytesId, blob, {
-        issuanceId,
-        itemId,
-        role: 'item',
-        createdAt: now,
-        expiresAt: new Date(now.getTime() + ttlMs),
-      });
+      gridfs.openStream(streamedBytesId(`${issuanceId}/${itemId}`), headLength),
+
+    /** An issuance's staging: every entry, inline bytes included (one read by `_id`). */
+    get,
+    /** The sealed bytes of an entry of `get`. */
+    readEntry,
+    read,
+    readSubject: (issuanceId: string) => read(issuanceId, STAGING_SUBJECT_ITEM_ID),
+    shred,
+
+    /** Entries staged for one issuance, or for all of them. */
+    async count(issuanceId?: string): Promise<number> {
+      const docs = await staging
+        .find(issuanceId === undefined ? {} : { _id: issuanceId }, { projection: { entryCount: 1 } })
+        .toArray();
+      return docs.reduce((sum, d) => sum + d.entryCount, 0);
     },
-    read: (issuanceId: string, itemId: string) => blobs.read(idOf(issuanceId, itemId)),
-    /** The credentialSubject: small, so one read of its document. */
-    readSubject: (issuanceId: string) => blobs.read(idOf(issuanceId, STAGING_SUBJECT_ITEM_ID)),
-    /** Every entry of an issuance, inline bytes included (one query). */
-    entries: (issuanceId: string) =>
-      blobs.collection.find({ issuanceId }, { projection: { ...LOCATION_PROJECTION, itemId: 1 } }).toArray() as Promise<
-        (BlobLocation & Pick<StagingDoc, 'itemId'>)[]
-      >,
-    /** The sealed bytes of an entry listed by `entries`. */
-    readEntry: (entry: BlobLocation) => blobs.readAt(entry),
-    shred: (issuanceId: string) => blobs.deleteWhere({ issuanceId }),
-    count: (issuanceId?: string) => blobs.collection.countDocuments(issuanceId ? { issuanceId } : {}),
-    /** Deletes every entry past its expiry, and GridFS bytes orphaned by a crash; returns entries deleted. */
+
+    /**
+     * Deletes the staging of every issuance past its expiry, and GridFS files no staging names (a
+     * crash mid-upload or mid-shred) once a minute old; returns the entries deleted.
+     */
     async sweepExpired(now = new Date()): Promise<number> {
-      const removed = await blobs.deleteWhere({ expiresAt: { $lt: now } });
-      await blobs.deleteOrphans(new Date(now.getTime() - 60_000));
+      let removed = 0;
+      const expired = await staging.find({ expiresAt: { $lt: now } }, { projection: { _id: 1 } }).toArray();
+      for (const { _id } of expired) removed += await shred(_id);
+      const named = new Map<string, Set<string>>();
+      for (const fileId of await gridfs.uploadedBefore(new Date(now.getTime() - 60_000))) {
+        const issuanceId = issuanceOf(fileId);
+        if (!named.has(issuanceId)) {
+          named.set(issuanceId, new Set(filesOf(await get(issuanceId)).map((f) => f.id)));
+        }
+        if (!named.get(issuanceId)!.has(fileId)) await gridfs.remove(fileId);
+      }
       return removed;
     },
   };

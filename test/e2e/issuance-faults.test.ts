@@ -151,8 +151,14 @@ describe('issuance under faults', () => {
     const scheduleId = uniqueId('sweep');
     try {
       const staging = stagingRepository(system.db, system.config.GRIDFS_THRESHOLD_BYTES);
-      await staging.put('iss_dead-run', 'id-front', 'item', Buffer.alloc(100 * 1024, 7), 1);
-      await staging.put('iss_dead-run', 'fields', 'item', Buffer.alloc(100, 7), 1);
+      await staging.stage(
+        'iss_dead-run',
+        [
+          { itemId: 'id-front', role: 'item', sealed: Buffer.alloc(100 * 1024, 7) },
+          { itemId: 'fields', role: 'item', sealed: Buffer.alloc(100, 7) },
+        ],
+        1,
+      );
       expect(await staging.count('iss_dead-run')).toBe(2);
       await ensureStagingSweepSchedule(system.client, {
         taskQueue: system.config.TEMPORAL_TASK_QUEUE,

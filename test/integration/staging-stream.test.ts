@@ -54,7 +54,11 @@ describe('streamed staging', () => {
     const { staging, blob, sealer } = await stream(issuanceId, 'id-front', plain, piece);
     const finished = await blob.finish(sealer.final());
     expect(await staging.read(issuanceId, 'id-front')).toBeUndefined(); // not an entry until linked
-    await staging.link(issuanceId, 'id-front', blob.bytesId, finished, 60_000);
+    await staging.stage(
+      issuanceId,
+      [{ itemId: 'id-front', role: 'item', streamed: { bytesId: blob.bytesId, ...finished } }],
+      60_000,
+    );
     const sealed = (await staging.read(issuanceId, 'id-front'))!;
     expect(sealed.length).toBe(sealOuter(keyring, plain, stagingContext(issuanceId, 'id-front')).length);
     expect({ size: sealed.length, sha256: sha256(sealed) }).toEqual(finished);
@@ -71,11 +75,10 @@ describe('streamed staging', () => {
 
     const orphan = await stream('iss_orphan', 'id-front', plain, 100_000); // a crash: never finished
     const kept = await stream('iss_kept', 'id-front', plain, 100_000);
-    await kept.staging.link(
+    const finished = await kept.blob.finish(kept.sealer.final());
+    await kept.staging.stage(
       'iss_kept',
-      'id-front',
-      kept.blob.bytesId,
-      await kept.blob.finish(kept.sealer.final()),
+      [{ itemId: 'id-front', role: 'item', streamed: { bytesId: kept.blob.bytesId, ...finished } }],
       3_600_000,
     );
     expect(await orphan.staging.sweepExpired()).toBe(0);
