@@ -235,6 +235,7 @@ export const configSchema = z.object({
     .number()
     .int()
     .min(1024)
+    .max(8 * 1024 * 1024)
     .default(256 * 1024),
   ITEM_MAX_FILE_BYTES: z.coerce
     .number()

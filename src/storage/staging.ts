@@ -43,6 +43,9 @@ export type StageEntry =
 
 export const STAGING_SUBJECT_ITEM_ID = '$subject';
 
+/** Inline bytes one staging document may hold (MongoDB's documents end at 16 MiB); the rest go to GridFS. */
+const INLINE_BUDGET_BYTES = 8 * 1024 * 1024;
+
 /** Streamed bytes are written under `<issuanceId>/<itemId>~<random>`: the issuance id leads. */
 const issuanceOf = (fileId: string) => fileId.split('/')[0]!;
 
@@ -81,6 +84,7 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
      */
     async stage(issuanceId: string, entries: StageEntry[], ttlMs: number): Promise<void> {
       const big: { id: string; bytes: Uint8Array }[] = [];
+      let inlineBytes = 0;
       const staged = entries.map((e): StagedEntry => {
         if ('streamed' in e) {
           if (issuanceOf(e.streamed.bytesId) !== issuanceId)
@@ -93,7 +97,8 @@ export function stagingRepository(db: Db, thresholdBytes: number) {
             bytesId: e.streamed.bytesId,
           };
         }
-        if (e.sealed.length < thresholdBytes) {
+        if (e.sealed.length < thresholdBytes && inlineBytes + e.sealed.length <= INLINE_BUDGET_BYTES) {
+          inlineBytes += e.sealed.length;
           return {
             itemId: e.itemId,
             role: e.role,

@@ -67,6 +67,23 @@ describe('streamed staging', () => {
     expect(await counts()).toEqual({ entries: 0, files: 0, chunks: 0 });
   });
 
+  it('keeps at most 8 MiB inline in one staging document: larger stagings spill into GridFS, and read back whole', async () => {
+    const staging = stagingRepository(db, 256 * 1024);
+    const entries = Array.from({ length: 36 }, (_, i) => ({
+      itemId: `item-${i}`,
+      role: 'item' as const,
+      sealed: randomBytes(250_000),
+    }));
+    await staging.stage('iss_budget', entries, 60_000);
+    const doc = (await staging.get('iss_budget'))!;
+    expect(doc.entries.filter((e) => e.storage === 'inline')).toHaveLength(Math.floor((8 * 1024 * 1024) / 250_000));
+    expect(doc.entries.filter((e) => e.storage === 'gridfs')).toHaveLength(36 - 33);
+    for (const [i, e] of doc.entries.entries())
+      expect((await staging.readEntry(e))!.equals(entries[i]!.sealed)).toBe(true);
+    expect(await staging.shred('iss_budget')).toBe(36);
+    expect(await counts()).toEqual({ entries: 0, files: 0, chunks: 0 });
+  });
+
   it('abort deletes a stream mid-way; the sweep deletes unlinked bytes once a minute old, never linked ones', async () => {
     const plain = randomBytes(2 * 1024 * 1024 + 5);
     const aborted = await stream('iss_abort', 'id-front', plain, 100_000);
