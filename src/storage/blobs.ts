@@ -84,6 +84,10 @@ interface Chunk {
 }
 
 const CHUNK_BYTES = 1024 * 1024;
+
+/** One `deleteOne` statement per id, each an `_id` equality: a single multi-statement `delete` command. */
+const deletesById = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
+  [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
 const chunkId = (fileId: string, n: number) => `${fileId}#${n}`;
 const chunkCount = (length: number, chunkSize: number) => Math.ceil(length / chunkSize);
 
@@ -221,9 +225,6 @@ export function gridFsBucket(db: Db, bucket: string) {
     };
   }
 
-  const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
-    [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
-
   return {
     files,
     write: writeGridFs,
@@ -271,8 +272,8 @@ export function gridFsBucket(db: Db, bucket: string) {
       const chunkIds = located.flatMap(({ id, size }) =>
         Array.from({ length: chunkCount(size, CHUNK_BYTES) }, (_, n) => chunkId(id, n)),
       );
-      await chunks.bulkWrite(del(chunkIds), { ordered: false });
-      await files.bulkWrite(del(located.map(({ id }) => id)), { ordered: false });
+      await chunks.bulkWrite(deletesById(chunkIds), { ordered: false });
+      await files.bulkWrite(deletesById(located.map(({ id }) => id)), { ordered: false });
     },
 
     /** Ids of files uploaded (or last written to) before `before`: candidates for an orphan sweep. */
@@ -284,19 +285,13 @@ export function gridFsBucket(db: Db, bucket: string) {
   };
 }
 
-export type GridFsBucket = ReturnType<typeof gridFsBucket>;
-
 export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions) {
   const meta = db.collection<T>(options.collection);
   const inline = db.collection<{ _id: string; data: Binary }>(`${options.collection}Data`);
   const gridfs = gridFsBucket(db, options.bucket);
-  const { files } = gridfs;
-  const readGridFs = gridfs.read;
-  const writeGridFs = gridfs.write;
-  const deleteGridFs = gridfs.remove;
 
   async function readAt(doc: BlobLocation): Promise<Buffer | undefined> {
-    if (doc.storage === 'gridfs') return readGridFs(doc._id, doc.size);
+    if (doc.storage === 'gridfs') return gridfs.read(doc._id, doc.size);
     const row = await inline.findOne({ _id: doc._id });
     return row ? Buffer.from(row.data.buffer) : undefined;
   }
@@ -309,25 +304,23 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
    */
   async function deleteAt(docs: BlobLocation[]): Promise<void> {
     if (docs.length === 0) return;
-    const del = <D extends { _id: string }>(ids: string[]): AnyBulkWriteOperation<D>[] =>
-      [...new Set(ids)].map((_id) => ({ deleteOne: { filter: { _id } as Filter<D> } }));
     const small = docs.filter((d) => d.storage !== 'gridfs');
-    if (small.length > 0) await inline.bulkWrite(del(small.map((d) => d._id)), { ordered: false });
+    if (small.length > 0) await inline.bulkWrite(deletesById(small.map((d) => d._id)), { ordered: false });
     await gridfs.removeMany(docs.filter((d) => d.storage === 'gridfs').map((d) => ({ id: d._id, size: d.size })));
-    await meta.bulkWrite(del<T>(docs.map((d) => d._id)), { ordered: false });
+    await meta.bulkWrite(deletesById<T>(docs.map((d) => d._id)), { ordered: false });
   }
 
   /** Writes (or rewrites) the bytes and their metadata document; returns what was recorded. */
   async function put(id: string, bytes: Uint8Array, fields: Omit<T, keyof BlobMeta>): Promise<BlobMeta> {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const gridfs = bytes.length >= options.thresholdBytes;
-    if (gridfs) await writeGridFs(id, bytes);
+    const big = bytes.length >= options.thresholdBytes;
+    if (big) await gridfs.write(id, bytes);
     else await inline.replaceOne({ _id: id }, { data: new Binary(bytes) }, { upsert: true });
-    const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: gridfs ? 'gridfs' : 'inline' };
+    const record: BlobMeta = { _id: id, size: bytes.length, sha256, storage: big ? 'gridfs' : 'inline' };
     await meta.replaceOne({ _id: id } as Filter<T>, { ...fields, ...record } as unknown as T, { upsert: true });
     // a retry may have crossed the threshold the other way
-    if (gridfs) await inline.deleteOne({ _id: id });
-    else if (await files.findOne({ _id: id }, { projection: { _id: 1 } })) await deleteGridFs(id);
+    if (big) await inline.deleteOne({ _id: id });
+    else if (await gridfs.files.findOne({ _id: id }, { projection: { _id: 1 } })) await gridfs.remove(id);
     return record;
   }
 
@@ -394,7 +387,7 @@ export function blobStore<T extends BlobMeta>(db: Db, options: BlobStoreOptions)
       let removed = 0;
       for (const _id of await gridfs.uploadedBefore(before)) {
         if (!(await meta.findOne({ _id } as Filter<T>, { projection: { _id: 1 } }))) {
-          await deleteGridFs(_id);
+          await gridfs.remove(_id);
           removed += 1;
         }
       }
