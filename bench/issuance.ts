@@ -1,12 +1,7 @@
-import { MockActivityEnvironment } from '@temporalio/testing';
 import { activityDepsFrom } from '../src/activities';
 import { createIssuanceActivities } from '../src/activities/issuance';
-import { stagingContext } from '../src/domain/issuance';
-import { sealOuter } from '../src/crypto/outer-layer';
-import { cakKeyFingerprint, issuanceWorkflowId, recordIdFor } from '../src/domain/ids';
-import { issuancesRepository } from '../src/storage/issuances';
-import type { ItemDescriptor, PackageRef } from '../src/domain/issuance';
-import { stagingRepository } from '../src/storage/staging';
+import { issuanceWorkflowId } from '../src/domain/ids';
+import { acceptedIssuance } from '../test/support/accepted-issuance';
 import globalSetup from '../test/support/global-setup';
 import { uniqueId } from '../test/support/temporal';
 import { commandsDuring, watchDatabaseCommands, type SeenCommand } from '../test/support/db-commands';
@@ -101,74 +96,35 @@ export async function run(): Promise<BenchResult[]> {
     // Baseline: the same staging + encrypt + store work in a bare loop, activities called directly.
     const config = system.config;
     const deps = activityDepsFrom(config).issuance;
-    const keyring = deps.managedKeyring;
     const activities = createIssuanceActivities({ db: system.db, ...deps });
-    const staging = stagingRepository(system.db, config.GRIDFS_THRESHOLD_BYTES);
-    const issuances = issuancesRepository(system.db);
     const bare = async () => {
       const userId = uniqueId('bare');
-      const issuanceId = uniqueId('iss_bare');
-      const recordId = recordIdFor(config.ID_HMAC_SECRET, issuerDid, userId, 'kyc-basic');
-      const items: ItemDescriptor[] = [
-        { itemId: 'fields', kind: 'fields', contentType: 'application/json', size: 24 },
-        { itemId: 'id-front', kind: 'id-front', contentType: 'image/png', size: ITEM_BYTES },
-        { itemId: 'id-back', kind: 'id-back', contentType: 'image/png', size: ITEM_BYTES },
-      ];
-      // the issuance the API would have recorded: the activities check their input against it
-      const workflowId = issuanceWorkflowId(config.ID_HMAC_SECRET, issuanceId);
-      const now = new Date();
-      await issuances.create({
-        _id: issuanceId,
-        clientId: 'dev',
-        fingerprint: 'bench',
-        workflowId,
-        recordId,
-        userId,
-        issuerDid,
-        schemaId: 'kyc-basic',
-        credentialId: 'prog-kyc-basic',
-        curve: 'secp256r1',
-        keySource: 'client',
-        cakKeyFingerprint: cakKeyFingerprint(config.ID_HMAC_SECRET, body(userId).cakPublicKey),
-        items,
-        status: 'accepted',
-        steps: {
-          issue: { state: 'completed' },
-          encrypt: { state: 'pending' },
-          store: { state: 'pending' },
-          shred: { state: 'pending' },
-        },
-        createdAt: now,
-        updatedAt: now,
-      });
-      const env = new MockActivityEnvironment({ workflowExecution: { workflowId, runId: 'bench' } });
-      const bytes = [Buffer.from('{"fullName":"bench user"}'), files[0]!, files[1]!];
-      await staging.stage(
-        issuanceId,
-        items.map((item, i) => ({
-          itemId: item.itemId,
-          role: 'item' as const,
-          sealed: sealOuter(keyring, bytes[i]!, stagingContext(issuanceId, item.itemId)),
-        })),
-        60_000,
-      );
-      const cakPublicKey = body(userId).cakPublicKey;
-      const packages: PackageRef[] = await env.run(
-        (input: Parameters<typeof activities.encryptItems>[0]) => activities.encryptItems(input),
+      const issuance = await acceptedIssuance(
+        system.db,
+        config,
+        { managedKeyring: deps.managedKeyring, activities },
         {
-          issuanceId,
-          recordId,
-          curve: 'secp256r1' as const,
-          cakPublicKey,
-          items,
+          issuanceId: uniqueId('iss_bare'),
+          userId,
+          cakPublicKey: body(userId).cakPublicKey,
+          items: [
+            {
+              descriptor: { itemId: 'fields', kind: 'fields', contentType: 'application/json', size: 24 },
+              bytes: Buffer.from('{"fullName":"bench user"}'),
+            },
+            {
+              descriptor: { itemId: 'id-front', kind: 'id-front', contentType: 'image/png', size: ITEM_BYTES },
+              bytes: files[0]!,
+            },
+            {
+              descriptor: { itemId: 'id-back', kind: 'id-back', contentType: 'image/png', size: ITEM_BYTES },
+              bytes: files[1]!,
+            },
+          ],
         },
       );
-      await env.run((input: Parameters<typeof activities.storeRecord>[0]) => activities.storeRecord(input), {
-        issuanceId,
-        identity: { recordId, issuerDid, userId, schemaId: 'kyc-basic' },
-        packages,
-      });
-      await env.run((id: string) => activities.shredStaging(id), issuanceId);
+      await issuance.store(await issuance.encrypt());
+      await issuance.shred();
     };
     await bare();
     const bareStart = performance.now();

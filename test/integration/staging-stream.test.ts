@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { MongoClient, type Db } from 'mongodb';
+import type { Db } from 'mongodb';
 import { stagingContext } from '../../src/domain/issuance';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { createOuterSealer, openOuter, sealOuter } from '../../src/crypto/outer-layer';
 import { stagingRepository } from '../../src/storage/staging';
-import { uniqueDbName } from './callbacks-harness';
+import { openDb, uniqueDbName } from './callbacks-harness';
 import { testConfig } from '../support/temporal';
 
 const config = testConfig({ MONGODB_DB: uniqueDbName('stream') });
@@ -17,7 +17,7 @@ const HEAD = createOuterSealer(keyring, stagingContext('iss_x', 'x')).headLength
  * (abort, shred, the orphan sweep) leaves no chunk behind.
  */
 describe('streamed staging', () => {
-  let mongo: MongoClient;
+  let database: { db: Db; close(): Promise<void> };
   let db: Db;
   const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
   const counts = async () => ({
@@ -27,12 +27,12 @@ describe('streamed staging', () => {
   });
 
   beforeAll(async () => {
-    mongo = await MongoClient.connect(config.MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
-    db = mongo.db(config.MONGODB_DB);
+    database = await openDb(config);
+    db = database.db;
   });
   afterAll(async () => {
     await db?.dropDatabase().catch(() => undefined);
-    await mongo?.close();
+    await database?.close();
   });
 
   /** Streams `plain` in pieces of `piece` bytes, as an upload would. */
