@@ -307,9 +307,16 @@ export function auditRepository(db: Db, keys: AuditKeys) {
       return { ok: true, events: expectedSeq, tipHash: prevHash, unsealed };
     },
 
-    /** Events of a type, sealed or pending. */
-    count: async (filter: { type?: AuditEventTypeName } = {}) =>
-      (await events.countDocuments(filter)) + (await pending.countDocuments(filter)),
+    /**
+     * Events of a type, sealed or pending, each once. The sequencer inserts an event into the chain
+     * before it deletes the pending copy, so two plain counts can see it in both places: the
+     * pending keys read first are left out of the chain's count.
+     */
+    async count(filter: { type?: AuditEventTypeName } = {}): Promise<number> {
+      const waiting = await pending.find(filter, { projection: { _id: 1 } }).toArray();
+      const sealed = await events.countDocuments({ ...filter, _id: { $nin: waiting.map((e) => e._id) } });
+      return waiting.length + sealed;
+    },
   };
 }
 

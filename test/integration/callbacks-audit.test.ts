@@ -67,6 +67,19 @@ describe('the keyed, sealed audit trail', () => {
     expect(await audit.verifyChain()).toMatchObject({ ok: true, unsealed: 0 });
   });
 
+  it('counts an event once while the sequencer holds it in the chain and in pending at once', async () => {
+    const audit = auditRepository(stack.db, testAuditKeys());
+    const type = 'authorization.redriven';
+    const before = await audit.count({ type });
+    const key = `test:${randomUUID()}`;
+    await audit.append(key, type, { key });
+    await audit.sealAll();
+    // the sequencer's state between inserting an event into the chain and deleting its pending copy
+    const sealed = (await audit.events.findOne({ _id: key }))!;
+    await audit.pending.insertOne({ _id: key, type, at: sealed.at, data: sealed.data });
+    expect(await audit.count({ type })).toBe(before + 1);
+  });
+
   it('the sequencer workflow (as the audit-seal schedule starts it) seals what was appended, then ends', async () => {
     const audit = auditRepository(stack.db, testAuditKeys());
     await stack.stopSealLoop(); // the workflow is the only sealer now (the next test restarts the loop)
