@@ -1,14 +1,15 @@
 import {
   createCipheriv,
   createDecipheriv,
+  ECDH,
   createECDH,
   createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  randomFillSync,
 } from 'node:crypto';
 import {
+  FIELD_BYTES,
   NODE_CURVE,
   CryptoError,
   assertCurve,
@@ -43,8 +44,9 @@ export const MAX_ITEM_BYTES = 25 * 1024 * 1024;
 const CHUNK_BYTES = 1024 * 1024;
 
 export function eciesEncrypt(publicKey: CakPublicKey, plaintext: Uint8Array): Buffer {
-  const curve = assertCurve(publicKey.curve);
-  return encrypt(publicKey, plaintext, randomScalar(curve), randomFillSync(Buffer.allocUnsafe(NONCE_LENGTH)));
+  // the ephemeral scalar and the nonce from one RNG call (each call costs a few µs of a 1 KB encrypt)
+  const drawn = randomScalar(assertCurve(publicKey.curve), NONCE_LENGTH);
+  return encrypt(publicKey, plaintext, drawn.subarray(0, FIELD_BYTES), drawn.subarray(FIELD_BYTES));
 }
 
 /**
@@ -95,15 +97,17 @@ function encrypt(publicKey: CakPublicKey, plaintext: Uint8Array, scalar: Buffer,
 
 /*
  * Key agreement: for a scalar k in [1, n-1] and a validated point P, our public key k·G and the
- * full shared point S = k·P, both uncompressed. node:crypto's ECDH returns only x(S), and x alone
- * cannot tell y from -y. A second ECDH with the scalar k + 1 gives x3 = x((k + 1)·P) = x(S + P).
- * With S = (x1, y1) and P = (x2, y2), the chord through S and P has slope (y2 - y1)/(x2 - x1), so
- * (y2 - y1)^2 = (x3 + x1 + x2)(x2 - x1)^2; with y1^2 = x1^3 + a·x1 + b this is linear in y1:
+ * full shared point S = k·P, both uncompressed. node:crypto's ECDH returns only x(S) = x1, and x
+ * alone cannot tell y from -y. OpenSSL's square root (ECDH.convertKey of the compressed x) gives
+ * one root y; a second ECDH with the scalar k + 1 gives x3 = x((k + 1)·P) = x(S + P), which picks
+ * the sign. With P = (x2, y2), the chord through S and P satisfies
  *
- *     y1 = (y2^2 + x1^3 + a·x1 + b - (x3 + x1 + x2)(x2 - x1)^2) / (2·y2)
+ *     (y2 - y1)^2 = (x3 + x1 + x2)(x2 - x1)^2
  *
- * No square root, no sign to guess. The chord exists unless S = ±P, that is k = 1 or k = n - 1
- * (both curves have prime order), and then S is ±P itself.
+ * while for -S the left side would be (y2 + y1)^2, which differs by 4·y1·y2, never 0 (neither curve
+ * has a point with y = 0). So no field inversion, and a result that fits neither sign is refused.
+ * The chord exists unless S = ±P, that is k = 1 or k = n - 1 (both curves have prime order), and
+ * then S is ±P itself.
  */
 
 interface Agreement {
@@ -111,8 +115,10 @@ interface Agreement {
   shared: Buffer;
 }
 
+const EVEN_Y = Buffer.from([0x02]);
+
 function keyAgreement(curve: Curve, scalar: Buffer, peer: Buffer): Agreement {
-  const { Fp, a, b, n, ProjectivePoint } = pointMath(curve);
+  const { Fp, n, ProjectivePoint } = pointMath(curve);
   const k = bytesToBigInt(scalar);
   if (k === 1n || k === n - 1n) {
     const signed = (point: typeof ProjectivePoint.BASE) => (k === 1n ? point : point.negate()).toRawBytes(false);
@@ -122,28 +128,35 @@ function keyAgreement(curve: Curve, scalar: Buffer, peer: Buffer): Agreement {
     };
   }
   const { own, x, xNext } = X_COORDINATES[curve](bigIntToBytes(k), bigIntToBytes(k + 1n), peer);
+  const root = ECDH.convertKey(Buffer.concat([EVEN_Y, x]), NODE_CURVE[curve], undefined, undefined, 'uncompressed');
+  if (typeof root === 'string') throw new TypeError('convertKey returned a string');
+  const y = bytesToBigInt(root.subarray(33));
   const x1 = bytesToBigInt(x);
-  const x3 = bytesToBigInt(xNext);
   const x2 = bytesToBigInt(peer.subarray(1, 33));
   const y2 = bytesToBigInt(peer.subarray(33));
-  const rhs = Fp.add(Fp.add(Fp.mul(Fp.sqr(x1), x1), Fp.mul(a, x1)), b);
-  const chord = Fp.mul(Fp.add(Fp.add(x3, x1), x2), Fp.sqr(Fp.sub(x2, x1)));
-  const y1 = Fp.div(Fp.sub(Fp.add(Fp.sqr(y2), rhs), chord), Fp.add(y2, y2));
-  if (!Fp.eql(Fp.sqr(y1), rhs)) throw new Error('ECDH returned a point off the curve');
-  return { own, shared: Buffer.concat([Buffer.from([0x04]), x, bigIntToBytes(y1)]) };
+  const chord = Fp.mul(Fp.add(Fp.add(bytesToBigInt(xNext), x1), x2), Fp.sqr(Fp.sub(x2, x1)));
+  if (Fp.eql(Fp.sqr(Fp.sub(y2, y)), chord)) return { own, shared: root };
+  if (Fp.eql(Fp.sqr(Fp.add(y2, y)), chord)) {
+    return { own, shared: Buffer.concat([root.subarray(0, 33), bigIntToBytes(Fp.neg(y))]) };
+  }
+  throw new Error('ECDH results fit neither sign of the shared point');
 }
 
 /** k·G, x(k·P) and x((k + 1)·P) from node:crypto, by whichever of its APIs is faster on the curve (docs/crypto.md). */
 type XCoordinates = (scalar: Buffer, nextScalar: Buffer, peer: Buffer) => { own: Buffer; x: Buffer; xNext: Buffer };
 
-/** P-256: one ECDH object; OpenSSL derives k·G and (k + 1)·G on its fast fixed-base path. */
+/**
+ * P-256: one ECDH object for the process, since creating one costs about a tenth of an encrypt.
+ * OpenSSL derives k·G and (k + 1)·G on its fast fixed-base path. The object keeps the last scalar
+ * until the next call overwrites it (docs/crypto.md).
+ */
+const p256 = createECDH(NODE_CURVE.secp256r1);
 const viaEcdh: XCoordinates = (scalar, nextScalar, peer) => {
-  const ecdh = createECDH(NODE_CURVE.secp256r1);
-  ecdh.setPrivateKey(scalar);
-  const own = ecdh.getPublicKey();
-  const x = ecdh.computeSecret(peer);
-  ecdh.setPrivateKey(nextScalar);
-  return { own, x, xNext: ecdh.computeSecret(peer) };
+  p256.setPrivateKey(scalar);
+  const own = p256.getPublicKey();
+  const x = p256.computeSecret(peer);
+  p256.setPrivateKey(nextScalar);
+  return { own, x, xNext: p256.computeSecret(peer) };
 };
 
 /**

@@ -63,7 +63,7 @@ export const NOBLE = { secp256r1: p256, secp256k1 } as const;
 /** node:crypto's names for the same curves. */
 export const NODE_CURVE = { secp256r1: 'prime256v1', secp256k1: 'secp256k1' } as const;
 
-const FIELD_BYTES = 32;
+export const FIELD_BYTES = 32;
 const COMPRESSED_LENGTH = 33;
 const UNCOMPRESSED_LENGTH = 65;
 
@@ -132,22 +132,21 @@ export function validatePointBytes(bytes: Uint8Array, curve: Curve): Buffer {
   if (compressed ? prefix !== 0x02 && prefix !== 0x03 : prefix !== 0x04) {
     throw new CryptoError('KEY_PREFIX', `bad SEC1 prefix byte 0x${(prefix ?? 0).toString(16).padStart(2, '0')}`);
   }
-  if (!compressed && bytes.subarray(1).every((b) => b === 0)) {
-    throw new CryptoError('KEY_IDENTITY', 'key is the point at infinity');
-  }
   const x = bytesToBigInt(bytes.subarray(1, 33));
   const y = compressed ? 0n : bytesToBigInt(bytes.subarray(33));
+  if (!compressed && x === 0n && y === 0n) throw new CryptoError('KEY_IDENTITY', 'key is the point at infinity');
   if (x >= Fp.ORDER || y >= Fp.ORDER)
     throw new CryptoError('KEY_NON_CANONICAL', 'a coordinate is not below the field prime');
   let point;
   try {
-    point = ProjectivePoint.fromHex(bytes);
+    // an uncompressed key is checked from its coordinates, without parsing the bytes a second time
+    point = compressed ? ProjectivePoint.fromHex(bytes) : ProjectivePoint.fromAffine({ x, y });
     point.assertValidity();
   } catch {
     throw new CryptoError('KEY_NOT_ON_CURVE', `key is not a point on ${curve}`);
   }
-  if (point.equals(ProjectivePoint.ZERO)) throw new CryptoError('KEY_IDENTITY', 'key is the point at infinity');
-  return Buffer.from(point.toRawBytes(false));
+  if (point.is0()) throw new CryptoError('KEY_IDENTITY', 'key is the point at infinity');
+  return compressed ? Buffer.from(point.toRawBytes(false)) : Buffer.from(bytes);
 }
 
 /** Parses a `cakPublicKey` (hex or base64 SEC1, compressed or uncompressed) on the stated curve. */
@@ -230,12 +229,15 @@ export function checkScalar(bytes: Buffer, curve: Curve): Buffer {
   return bytes;
 }
 
-/** A fresh secret scalar: 32 bytes, uniform in [1, n-1] by rejection sampling (a retry has probability < 2^-32). */
-export function randomScalar(curve: Curve): Buffer {
+/**
+ * A fresh secret scalar: 32 bytes, uniform in [1, n-1] by rejection sampling (a retry has
+ * probability < 2^-32), followed by `extra` more random bytes from the same draw (one RNG call).
+ */
+export function randomScalar(curve: Curve, extra = 0): Buffer {
   const { n } = NOBLE[curve].CURVE;
   for (;;) {
-    const bytes = randomBytes(FIELD_BYTES);
-    const d = bytesToBigInt(bytes);
+    const bytes = randomBytes(FIELD_BYTES + extra);
+    const d = bytesToBigInt(bytes.subarray(0, FIELD_BYTES));
     if (d !== 0n && d < n) return bytes;
   }
 }
