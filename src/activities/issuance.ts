@@ -222,7 +222,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
         Context.current().heartbeat(item.itemId);
       }
       await flush();
-      return refs; // its completion is recorded with `store`'s (src/storage/issuances.ts)
+      return refs; // its completion is recorded with `shred`'s (src/storage/issuances.ts)
     },
 
     /** `store`: one new record version pointing at the packages; a retry finds the version it wrote. */
@@ -238,12 +238,10 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
       if (given.length !== expected.length || given.some((id, i) => id !== expected[i])) {
         throw fail(IssuanceFailureType.ForgedInput, "the packages are not the accepted issuance's items");
       }
-      // the record belongs to the client that sent the issuance (as the API recorded it)
+      // The record belongs to the client that sent the issuance (as the API recorded it). The API
+      // refused the issuance if another client held the record then; one that took it since is
+      // found by `promote`, whose filter names the owner, and everything this store wrote is undone.
       const identity: RecordIdentity = { ...input.identity, clientId: accepted.clientId };
-      const owner = await records.ownerOf(input.identity.recordId);
-      if (owner !== undefined && owner !== accepted.clientId) {
-        throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
-      }
       const heartbeat = () => Context.current().heartbeat();
       heartbeat();
       const version = await records.addVersion(identity, input.issuanceId, input.packages);
@@ -268,6 +266,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
           await records.promote(identity, version.version);
         } else {
           await records.deleteVersions([input.issuanceId]);
+          await packages.deleteForIssuances([input.issuanceId]);
           throw fail(IssuanceFailureType.RecordOwnedElsewhere, 'another API client holds this record');
         }
       }
@@ -281,7 +280,7 @@ export function createIssuanceActivities(deps: IssuanceActivityDeps) {
           await records.deleteVersions(superseded);
         }
       }
-      await issuances.completeStep(input.issuanceId, 'store', { version: version.version });
+      // its completion is recorded with `shred`'s (src/storage/issuances.ts)
       return { recordId: input.identity.recordId, version: version.version, issuanceId: input.issuanceId };
     },
 

@@ -14,7 +14,7 @@ import {
   type IssuanceLimits,
 } from '../domain/issuance-request';
 import { ISSUANCE_STEPS, type StepState } from '../domain/issuance';
-import type { IssuanceDoc } from '../storage/issuances';
+import { withStoredVersion, type IssuanceDoc } from '../storage/issuances';
 import type { RecordsRepository } from '../storage/records';
 import { clientIdOf } from './auth';
 import type { IssuanceIntake } from './issuance-intake';
@@ -319,21 +319,19 @@ function webUiWorkflowUrl(webUi: WebUiLink, workflowId: string): string {
   return `${base}/namespaces/${encodeURIComponent(webUi.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
-/**
- * The worker records each step once, when it completes; while the run is going (`running`, `stored`)
- * the first step not yet completed is the one running.
- */
+/** While the run is going (`running`, `stored`) the first step not yet completed is the one running. */
 function shownState(doc: IssuanceDoc, step: string, state: StepState): StepState {
   if (state !== 'pending' || (doc.status !== 'running' && doc.status !== 'stored')) return state;
   return ISSUANCE_STEPS.find((s) => doc.steps[s]?.state !== 'completed') === step ? 'running' : state;
 }
 
 async function describe(
-  doc: IssuanceDoc,
+  written: IssuanceDoc,
   records: RecordsRepository,
   webUi: WebUiLink | undefined,
 ): Promise<z.input<typeof issuanceStatus>> {
-  const version = doc.version !== undefined ? await records.versionFor(doc._id) : null;
+  const version = written.status === 'accepted' ? null : await records.versionFor(written._id);
+  const doc = withStoredVersion(written, version?.createdAt);
   return {
     issuanceId: doc._id,
     status: doc.status,

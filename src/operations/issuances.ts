@@ -10,7 +10,13 @@ import {
   type IssuanceStatus,
   type IssuanceStep,
 } from '../domain/issuance';
-import { issuancesRepository, type IssuanceDoc, type IssuanceListFilter } from '../storage/issuances';
+import {
+  issuancesRepository,
+  withStoredVersion,
+  type IssuanceDoc,
+  type IssuanceListFilter,
+} from '../storage/issuances';
+import { recordsRepository } from '../storage/records';
 import { stagingRepository } from '../storage/staging';
 import { startIssuanceRun } from '../temporal/issuance-start';
 
@@ -88,8 +94,10 @@ interface IssuanceDetail extends IssuanceView {
 }
 
 export async function getIssuance(db: Db, issuanceId: string): Promise<IssuanceDetail | undefined> {
-  const doc = await issuancesRepository(db).get(issuanceId);
-  if (!doc) return undefined;
+  const found = await issuancesRepository(db).get(issuanceId);
+  if (!found) return undefined;
+  const version = found.status === 'accepted' ? null : await recordsRepository(db).versionFor(issuanceId);
+  const doc = withStoredVersion(found, version?.createdAt);
   return {
     ...viewOf(doc),
     steps: Object.fromEntries(
@@ -99,7 +107,7 @@ export async function getIssuance(db: Db, issuanceId: string): Promise<IssuanceD
       ]),
     ),
     itemKinds: doc.items.map((item) => item.kind),
-    ...(doc.version !== undefined ? { version: doc.version } : {}),
+    ...(version ? { version: version.version } : {}),
   };
 }
 

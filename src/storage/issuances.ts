@@ -34,7 +34,6 @@ export interface IssuanceDoc {
   items: ItemDescriptor[];
   status: IssuanceStatus;
   steps: Record<IssuanceStep, StepDoc>;
-  version?: number;
   error?: { type: string; message: string };
   createdAt: Date;
   updatedAt: Date;
@@ -50,16 +49,34 @@ export interface IssuanceListFilter {
 /**
  * Where each step's completion takes an issuance, and the statuses it may come from. Statuses only
  * move forward: a late attempt of a step (a retry whose timed-out first attempt finished anyway)
- * must not take a completed issuance back to `stored`. `encrypt` changes no status, so its
- * completion is written with `store`'s (one write fewer per issuance; meanwhile the status route
- * shows `encrypt` running, and a run failing after it records it completed with the failure).
+ * must not take a completed issuance back. The worker writes twice per issuance: `issue`'s
+ * completion (the platform has answered: `running`) and `shred`'s, which records `encrypt` and
+ * `store` completed with it (`completed`). Until then the status route finds a stored run by its
+ * record version (src/api/issuances.ts), and a run failing after `encrypt` or `store` records them
+ * completed with the failure.
  */
-type RecordedStep = Exclude<IssuanceStep, 'encrypt'>;
-const STEP_COMPLETION: Record<RecordedStep, { from: IssuanceStatus[]; to: IssuanceStatus; after?: 'encrypt' }> = {
-  issue: { from: ['accepted'], to: 'running' },
-  store: { from: ['accepted', 'running'], to: 'stored', after: 'encrypt' },
-  shred: { from: ['accepted', 'running', 'stored'], to: 'completed' },
+type RecordedStep = 'issue' | 'shred';
+const STEP_COMPLETION: Record<RecordedStep, { from: IssuanceStatus[]; to: IssuanceStatus; with: IssuanceStep[] }> = {
+  issue: { from: ['accepted'], to: 'running', with: [] },
+  shred: { from: ['accepted', 'running', 'stored'], to: 'completed', with: ['encrypt', 'store'] },
 };
+
+/** The steps a failure during `step` shows completed besides those already written. */
+const COMPLETED_BEFORE: Partial<Record<IssuanceStep, IssuanceStep[]>> = {
+  store: ['encrypt'],
+  shred: ['encrypt', 'store'],
+};
+
+/**
+ * The issuance as it stands: between the two writes a record version made by this issuance (its
+ * creation time given) means `encrypt` and `store` are done, so a running issuance with one is
+ * `stored`. For the status route and `cak issuances status`.
+ */
+export function withStoredVersion(doc: IssuanceDoc, versionCreatedAt: Date | undefined): IssuanceDoc {
+  if (doc.status !== 'running' || versionCreatedAt === undefined) return doc;
+  const done: StepDoc = { state: 'completed', at: versionCreatedAt };
+  return { ...doc, status: 'stored', steps: { ...doc.steps, encrypt: done, store: done } };
+}
 
 export function issuancesRepository(db: Db) {
   const issuances = db.collection<IssuanceDoc>('issuances');
@@ -95,22 +112,18 @@ export function issuancesRepository(db: Db) {
 
     countByStatus: () => countByField(issuances, 'status'),
 
-    /**
-     * The worker writes each step once, when it completes (src/activities/issuance.ts); the status
-     * route shows the next step as running.
-     */
-    async completeStep(issuanceId: string, step: RecordedStep, extra: { version?: number } = {}): Promise<void> {
+    async completeStep(issuanceId: string, step: RecordedStep): Promise<void> {
       const now = new Date();
-      const { from, to, after } = STEP_COMPLETION[step];
+      const completion = STEP_COMPLETION[step];
       await issuances.updateOne(
-        { _id: issuanceId, status: { $in: from } },
+        { _id: issuanceId, status: { $in: completion.from } },
         {
           $set: {
-            ...(after ? { [`steps.${after}`]: { state: 'completed', at: now } } : {}),
-            [`steps.${step}`]: { state: 'completed', at: now },
+            ...Object.fromEntries(
+              [...completion.with, step].map((s) => [`steps.${s}`, { state: 'completed', at: now }]),
+            ),
             updatedAt: now,
-            status: to,
-            ...(extra.version !== undefined ? { version: extra.version } : {}),
+            status: completion.to,
           },
         },
       );
@@ -129,7 +142,9 @@ export function issuancesRepository(db: Db) {
             status: 'failed',
             error: { type: error.type.slice(0, 100), message: error.message.slice(0, 500) },
             updatedAt: now,
-            ...(step === 'store' || step === 'shred' ? { 'steps.encrypt': { state: 'completed', at: now } } : {}),
+            ...Object.fromEntries(
+              (step ? (COMPLETED_BEFORE[step] ?? []) : []).map((s) => [`steps.${s}`, { state: 'completed', at: now }]),
+            ),
             ...(step ? { [`steps.${step}`]: { state: 'failed', at: now } } : {}),
           },
         },

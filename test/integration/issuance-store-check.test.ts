@@ -63,4 +63,44 @@ describe('store: the package list is checked against the accepted issuance', () 
     expect(await issuance.store(packages)).toEqual({ recordId: issuance.recordId, version: 1, issuanceId });
     expect((await db.collection('record_versions').findOne({ _id: issuanceId as never }))?.manifest).toHaveLength(2);
   });
+
+  it('refuses a record another client took after the API accepted the issuance, and leaves nothing of it', async () => {
+    const { db } = database;
+    const deps = activityDepsFrom(config).issuance;
+    const issuanceId = 'iss_store-taken';
+    const issuance = await acceptedIssuance(
+      db,
+      config,
+      { managedKeyring: deps.managedKeyring, activities: createIssuanceActivities({ db, ...deps }) },
+      {
+        issuanceId,
+        userId: 'store-taken-user',
+        cakPublicKey: generateKeyPair('secp256r1').publicKey.toString('hex'),
+        items: [
+          {
+            descriptor: { itemId: 'fields', kind: 'fields', contentType: 'application/json', size: 2 },
+            bytes: Buffer.from('{}'),
+          },
+        ],
+      },
+    );
+    const packages = await issuance.encrypt();
+    const now = new Date();
+    const taken = {
+      _id: issuance.recordId,
+      clientId: 'other',
+      issuerDid: 'did:air:id:cak-dev-issuer',
+      userId: 'store-taken-user',
+      schemaId: 'kyc-basic',
+      currentVersion: 1,
+      createdAt: now,
+      updatedAt: now,
+    };
+    await db.collection('records').insertOne(taken as never);
+
+    await expect(issuance.store(packages)).rejects.toMatchObject({ type: 'RecordOwnedElsewhere', nonRetryable: true });
+    expect(await db.collection('record_versions').countDocuments({ _id: issuanceId as never })).toBe(0);
+    expect(await db.collection('packages').countDocuments({ issuanceId })).toBe(0);
+    expect(await db.collection('records').findOne({ _id: issuance.recordId as never })).toEqual(taken);
+  });
 });

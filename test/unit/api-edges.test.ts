@@ -110,7 +110,7 @@ function stubs(verifierKeys: Map<string, JWK & { kid: string }>, appended: Appen
     partnerKeys: { jwks: { keys: [] } },
     partnerTokens: {},
     intake: { get: () => Promise.resolve(null), accept: () => Promise.reject(new Error('not in these tests')) },
-    records: {},
+    records: { versionFor: () => Promise.resolve(null) },
     limits: { maxFileBytes: 1024, maxTotalBytes: 1024, maxFiles: 1 },
     rateLimits: { apiPerMinute: LIMIT, publicPerMinute: 100 },
   } as unknown as IssuanceApiDeps;
