@@ -315,11 +315,6 @@ export async function startTemporal(
     String(options.uiPort),
     '--db-filename',
     join(dbDir, 'temporal.db'),
-    // WAL, synced at checkpoints: durable when the process dies, and each history write costs no fsync
-    '--sqlite-pragma',
-    'journal_mode=wal',
-    '--sqlite-pragma',
-    'synchronous=normal',
     '--namespace',
     options.namespace,
     '--log-level',
