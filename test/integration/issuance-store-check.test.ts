@@ -24,30 +24,32 @@ describe('store: the package list is checked against the accepted issuance', () 
     await database?.close();
   });
 
+  const FIELDS = {
+    descriptor: { itemId: 'fields', kind: 'fields', contentType: 'application/json', size: 2 },
+    bytes: Buffer.from('{}'),
+  };
+  const FACE = {
+    descriptor: { itemId: 'face-photo', kind: 'face-photo', contentType: 'image/png', size: 4 },
+    bytes: Buffer.from('face'),
+  };
+
+  /** An issuance the API accepted, with the real activities on this database. */
+  function accept(issuanceId: string, userId: string, items: (typeof FIELDS)[]) {
+    const deps = activityDepsFrom(config).issuance;
+    const activities = createIssuanceActivities({ db: database.db, ...deps });
+    const cakPublicKey = generateKeyPair('secp256r1').publicKey.toString('hex');
+    return acceptedIssuance(
+      database.db,
+      config,
+      { managedKeyring: deps.managedKeyring, activities },
+      { issuanceId, userId, cakPublicKey, items },
+    );
+  }
+
   it('refuses a list without one of the items (ForgedInput, no version stored), then stores the whole list', async () => {
     const { db } = database;
-    const deps = activityDepsFrom(config).issuance;
     const issuanceId = 'iss_store-check';
-    const issuance = await acceptedIssuance(
-      db,
-      config,
-      { managedKeyring: deps.managedKeyring, activities: createIssuanceActivities({ db, ...deps }) },
-      {
-        issuanceId,
-        userId: 'store-check-user',
-        cakPublicKey: generateKeyPair('secp256r1').publicKey.toString('hex'),
-        items: [
-          {
-            descriptor: { itemId: 'fields', kind: 'fields', contentType: 'application/json', size: 2 },
-            bytes: Buffer.from('{}'),
-          },
-          {
-            descriptor: { itemId: 'face-photo', kind: 'face-photo', contentType: 'image/png', size: 4 },
-            bytes: Buffer.from('face'),
-          },
-        ],
-      },
-    );
+    const issuance = await accept(issuanceId, 'store-check-user', [FIELDS, FACE]);
     const packages = await issuance.encrypt();
     expect(packages.map((p) => p.itemId)).toEqual(['fields', 'face-photo']);
 
@@ -66,24 +68,8 @@ describe('store: the package list is checked against the accepted issuance', () 
 
   it('refuses a record another client took after the API accepted the issuance, and leaves nothing of it', async () => {
     const { db } = database;
-    const deps = activityDepsFrom(config).issuance;
     const issuanceId = 'iss_store-taken';
-    const issuance = await acceptedIssuance(
-      db,
-      config,
-      { managedKeyring: deps.managedKeyring, activities: createIssuanceActivities({ db, ...deps }) },
-      {
-        issuanceId,
-        userId: 'store-taken-user',
-        cakPublicKey: generateKeyPair('secp256r1').publicKey.toString('hex'),
-        items: [
-          {
-            descriptor: { itemId: 'fields', kind: 'fields', contentType: 'application/json', size: 2 },
-            bytes: Buffer.from('{}'),
-          },
-        ],
-      },
-    );
+    const issuance = await accept(issuanceId, 'store-taken-user', [FIELDS]);
     const packages = await issuance.encrypt();
     const now = new Date();
     const taken = {
