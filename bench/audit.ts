@@ -13,13 +13,8 @@ import { VerifierSimulation } from '../src/emulator/verifier-sim';
 import { auditRepository } from '../src/storage/audit';
 import globalSetup from '../test/support/global-setup';
 import { uniqueId, workflowBundle } from '../test/support/temporal';
-import {
-  callbackConfig,
-  eventually,
-  openDb,
-  signedCallback,
-  startSealLoop,
-} from '../test/integration/callbacks-harness';
+import { eventually, signedCallback } from '../test/integration/callbacks-harness';
+import { callbackConfig, openDb, startSealLoop } from '../test/support/system';
 import type { BenchResult } from './types';
 
 /**

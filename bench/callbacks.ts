@@ -6,7 +6,8 @@ import { startApi } from '../src/api/server';
 import type { AuthorizationInput, CallbackPayload } from '../src/domain/authorization';
 import globalSetup from '../test/support/global-setup';
 import { connectClient } from '../test/support/temporal';
-import { callbackConfig, openDb, signedCallback } from '../test/integration/callbacks-harness';
+import { signedCallback } from '../test/integration/callbacks-harness';
+import { callbackConfig, openDb } from '../test/support/system';
 import type { BenchResult } from './types';
 
 /**

@@ -7,7 +7,8 @@ import { commandsDuring, watchDatabaseCommands } from '../test/support/db-comman
 import { eventually } from '../test/support/eventually';
 import { freePort } from '../test/support/ports';
 import { uniqueId } from '../test/support/temporal';
-import { API_KEY_HEADER, startIssuanceSystem } from '../test/e2e/issuance-harness';
+import { API_KEY_HEADER } from '../test/e2e/issuance-harness';
+import { startSystem } from '../test/support/system';
 import { auditEventOf, postCallback } from '../test/integration/callbacks-harness';
 import type { BenchResult } from './types';
 
@@ -23,7 +24,7 @@ const CALLBACKS = 10;
 export async function run(): Promise<BenchResult[]> {
   await globalSetup();
   watchDatabaseCommands();
-  const system = await startIssuanceSystem({ LOG_LEVEL: 'silent', API_METRICS_REFRESH_SECONDS: '3600' });
+  const system = await startSystem({ env: { LOG_LEVEL: 'silent', API_METRICS_REFRESH_SECONDS: '3600' } });
   const config = {
     ...system.config,
     API_PORT: await freePort(),

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { issuanceWorkflowId } from '../src/domain/ids';
 import globalSetup from '../test/support/global-setup';
 import { uniqueId } from '../test/support/temporal';
-import { API_KEY_HEADER, markedPng, startIssuanceSystem, type IssuanceSystem } from '../test/e2e/issuance-harness';
+import { API_KEY_HEADER, markedPng } from '../test/e2e/issuance-harness';
+import { startSystem, type System } from '../test/support/system';
 import type { BenchResult } from './types';
 
 /**
@@ -28,7 +29,7 @@ function ask<T>(child: ChildProcess, message?: string): Promise<T> {
   });
 }
 
-async function upload(system: IssuanceSystem, port: number, file: Buffer): Promise<void> {
+async function upload(system: System, port: number, file: Buffer): Promise<void> {
   const userId = uniqueId('bench-upload');
   const form = new FormData();
   form.set('userId', userId);
@@ -49,7 +50,7 @@ async function upload(system: IssuanceSystem, port: number, file: Buffer): Promi
 
 export async function run(): Promise<BenchResult[]> {
   await globalSetup(); // services up (no-op when running) and the workflow bundle
-  const system = await startIssuanceSystem({ LOG_LEVEL: 'silent' });
+  const system = await startSystem({ env: { LOG_LEVEL: 'silent' } });
   const child = fork(join(__dirname, 'upload-child.ts'), [], {
     execArgv: ['--expose-gc', '-r', '@swc-node/register'],
     env: {

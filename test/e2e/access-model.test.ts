@@ -19,7 +19,8 @@ import { VerifierSimulation } from '../../src/emulator/verifier-sim';
 import { auditRepository, type AuditEvent } from '../../src/storage/audit';
 import { runCak } from '../support/cli';
 import { testAuditKeys } from '../support/temporal';
-import { callbackConfig, eventually, startConsentStack, type ConsentStack } from '../integration/callbacks-harness';
+import { eventually } from '../integration/callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(240_000);
 
@@ -37,9 +38,9 @@ describe('access model', () => {
   let config: Config;
   let api: ApiHandle;
   let emulator: EmulatorHandle;
-  let database: { db: Db; close(): Promise<void> };
+  let database: { db: Db };
   let temporal: Client;
-  let stack: ConsentStack;
+  let stack: System;
   let dir: string;
   const run = randomUUID().slice(0, 8);
 
@@ -94,8 +95,9 @@ describe('access model', () => {
       // `other` may issue only proof-of-address for the development issuer
       API_CLIENT_SCOPES: `dev=${DEV_ISSUER_DID},other=${DEV_ISSUER_DID}/proof-of-address`,
     });
-    stack = await startConsentStack(config);
-    ({ database, api, emulator, temporal } = stack);
+    stack = await startSystem({ config, sealLoop: true, registerCallbackUrl: true });
+    ({ api, emulator, client: temporal } = stack);
+    database = { db: stack.db };
   });
 
   afterAll(async () => {

@@ -4,13 +4,8 @@ import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
 import { VerifierSimulation } from '../../src/emulator/verifier-sim';
 import { platformFromConfig } from '../../src/platform';
 import { issuerSettingsClient } from '../../src/platform/issuer-settings';
-import {
-  callbackConfig,
-  eventually,
-  seedRecord,
-  startCallbackStack,
-  type CallbackStack,
-} from '../integration/callbacks-harness';
+import { eventually, seedRecord } from '../integration/callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(120_000);
 
@@ -22,7 +17,7 @@ jest.setTimeout(120_000);
 describe('authorization callbacks signed with jws-es256', () => {
   let config: Config;
   let emulator: EmulatorHandle;
-  let stack: CallbackStack;
+  let stack: System;
   const run = randomUUID().slice(0, 8);
 
   beforeAll(async () => {
@@ -37,7 +32,7 @@ describe('authorization callbacks signed with jws-es256', () => {
       PLATFORM_JWKS_URL: `${emulator.url}/.well-known/callback-jwks.json`,
       AIR_PLATFORM_URL: emulator.url,
     };
-    stack = await startCallbackStack(config);
+    stack = await startSystem({ config, emulator: false, sealLoop: true });
   });
 
   afterAll(async () => {

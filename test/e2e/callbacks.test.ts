@@ -10,14 +10,8 @@ import { canonicalJson } from '../../src/domain/safe-json';
 import { startEmulator, type EmulatorHandle } from '../../src/emulator/server';
 import { VerifierSimulation } from '../../src/emulator/verifier-sim';
 import { auditRepository, type AuditEvent } from '../../src/storage/audit';
-import {
-  callbackConfig,
-  eventually,
-  openDb,
-  runWorker,
-  startCallbackApi,
-  type RunningWorker,
-} from '../integration/callbacks-harness';
+import { eventually } from '../integration/callbacks-harness';
+import { callbackConfig, openDb, runWorker, type RunningWorker, startCallbackApi } from '../support/system';
 
 jest.setTimeout(180_000);
 

@@ -3,20 +3,21 @@ import { hashApiKey } from '../../src/api/auth';
 import { DEV_API_KEY } from '../../src/config';
 import { issuanceWorkflowId } from '../../src/domain/ids';
 import { uniqueId } from '../support/temporal';
-import { API_KEY_HEADER, markedPng, startIssuanceSystem, type IssuanceSystem } from './issuance-harness';
+import { API_KEY_HEADER, markedPng } from './issuance-harness';
+import { startSystem, type System } from '../support/system';
 
 describe('issuer API access: client credentials, Partner JWTs, JWKS, rate limits', () => {
-  let system: IssuanceSystem;
+  let system: System;
   const otherKey = 'another-client-key';
 
   beforeAll(async () => {
-    system = await startIssuanceSystem(
-      {
+    system = await startSystem({
+      env: {
         API_KEYS: `dev:${hashApiKey(DEV_API_KEY)},other:${hashApiKey(otherKey)}`,
         PUBLIC_RATE_LIMIT_PER_MINUTE: '5',
       },
-      { worker: false },
-    );
+      worker: false,
+    });
   });
   afterAll(async () => {
     await system?.close();

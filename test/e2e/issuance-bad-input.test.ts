@@ -1,19 +1,14 @@
 import { generateKeyPair } from '../../src/crypto/keys';
 import { uniqueId } from '../support/temporal';
-import {
-  API_KEY_HEADER,
-  countWorkflows,
-  markedPng,
-  startIssuanceSystem,
-  type IssuanceSystem,
-} from './issuance-harness';
+import { API_KEY_HEADER, countWorkflows, markedPng } from './issuance-harness';
+import { startSystem, type System } from '../support/system';
 
 /**
  * "Valid fixture, break one thing per case": every malformed or hostile issuance request gets a 4xx
  * with its code, and nothing is recorded, staged or started.
  */
 describe('issuance requests that must be refused at the edge', () => {
-  let system: IssuanceSystem;
+  let system: System;
   const userId = uniqueId('hostile');
   const png = markedPng('BAD-INPUT', 1024).toString('base64');
   const jpeg = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4]).toString('base64');
@@ -191,10 +186,10 @@ describe('issuance requests that must be refused at the edge', () => {
   ];
 
   beforeAll(async () => {
-    system = await startIssuanceSystem(
-      { ITEM_MAX_FILE_BYTES: String(64 * 1024), ITEM_MAX_TOTAL_BYTES: String(100 * 1024), ITEM_MAX_FILES: '3' },
-      { worker: false },
-    );
+    system = await startSystem({
+      env: { ITEM_MAX_FILE_BYTES: String(64 * 1024), ITEM_MAX_TOTAL_BYTES: String(100 * 1024), ITEM_MAX_FILES: '3' },
+      worker: false,
+    });
   });
   afterAll(async () => {
     await system?.close();

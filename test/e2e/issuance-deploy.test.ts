@@ -4,13 +4,8 @@ import { recordsRepository } from '../../src/storage/records';
 import { stagingRepository } from '../../src/storage/staging';
 import { eventually } from '../support/eventually';
 import { uniqueId } from '../support/temporal';
-import {
-  API_KEY_HEADER,
-  markedPng,
-  startIssuanceSystem,
-  waitForIssuance,
-  type IssuanceSystem,
-} from './issuance-harness';
+import { API_KEY_HEADER, markedPng, waitForIssuance } from './issuance-harness';
+import { startSystem, type System } from '../support/system';
 
 jest.setTimeout(180_000);
 
@@ -18,9 +13,9 @@ jest.setTimeout(180_000);
 async function withSystem(
   env: NodeJS.ProcessEnv,
   options: { worker?: boolean },
-  test: (system: IssuanceSystem) => Promise<void>,
+  test: (system: System) => Promise<void>,
 ): Promise<void> {
-  const system = await startIssuanceSystem(env, options);
+  const system = await startSystem({ env, ...options });
   try {
     await test(system);
   } finally {
@@ -28,7 +23,7 @@ async function withSystem(
   }
 }
 
-async function postIssuance(system: IssuanceSystem): Promise<string> {
+async function postIssuance(system: System): Promise<string> {
   const res = await fetch(`${system.apiUrl}/v1/issuances`, {
     method: 'POST',
     headers: { ...API_KEY_HEADER, 'content-type': 'application/json', 'idempotency-key': uniqueId('idem') },
@@ -56,13 +51,13 @@ type IssuanceRow = {
   status: string;
   error?: { type: string; message: string };
 };
-const issuanceDoc = async (system: IssuanceSystem, issuanceId: string) =>
+const issuanceDoc = async (system: System, issuanceId: string) =>
   (await system.db.collection<IssuanceRow>('issuances').findOne({ _id: issuanceId }))!;
-const staged = (system: IssuanceSystem, issuanceId: string) =>
+const staged = (system: System, issuanceId: string) =>
   stagingRepository(system.db, system.config.GRIDFS_THRESHOLD_BYTES).count(issuanceId);
 
 /** `cak issuances retry`, as the CLI runs it, once the failed run has closed (it records the failure just before). */
-async function operatorRetry(system: IssuanceSystem, issuanceId: string): Promise<RetryResult> {
+async function operatorRetry(system: System, issuanceId: string): Promise<RetryResult> {
   const run = system.client.workflow.getHandle((await issuanceDoc(system, issuanceId)).workflowId);
   await eventually(
     async () => (await run.describe()).status.name,
@@ -81,7 +76,7 @@ async function operatorRetry(system: IssuanceSystem, issuanceId: string): Promis
   );
 }
 
-async function expectCompleted(system: IssuanceSystem, issuanceId: string): Promise<void> {
+async function expectCompleted(system: System, issuanceId: string): Promise<void> {
   const status = await waitForIssuance(system, issuanceId, ['completed', 'failed'], 120_000);
   expect(status.error).toBeUndefined();
   expect(status).toMatchObject({ status: 'completed', record: { version: 1 } });

@@ -9,13 +9,8 @@ import { stagingRepository } from '../../src/storage/staging';
 import { ensureStagingSweepSchedule } from '../../src/workers/schedules';
 import { eventually } from '../support/eventually';
 import { uniqueId } from '../support/temporal';
-import {
-  API_KEY_HEADER,
-  markedPng,
-  startIssuanceSystem,
-  waitForIssuance,
-  type IssuanceSystem,
-} from './issuance-harness';
+import { API_KEY_HEADER, markedPng, waitForIssuance } from './issuance-harness';
+import { startSystem, type System } from '../support/system';
 
 jest.setTimeout(240_000);
 
@@ -36,7 +31,7 @@ function issuanceBody(userId: string) {
   };
 }
 
-async function postIssuance(system: IssuanceSystem, userId: string): Promise<string> {
+async function postIssuance(system: System, userId: string): Promise<string> {
   const res = await fetch(`${system.apiUrl}/v1/issuances`, {
     method: 'POST',
     headers: { ...API_KEY_HEADER, 'content-type': 'application/json', 'idempotency-key': uniqueId('idem') },
@@ -46,7 +41,7 @@ async function postIssuance(system: IssuanceSystem, userId: string): Promise<str
   return ((await res.json()) as { issuanceId: string }).issuanceId;
 }
 
-async function recordIdOf(system: IssuanceSystem, issuanceId: string): Promise<string> {
+async function recordIdOf(system: System, issuanceId: string): Promise<string> {
   const doc = await system.db.collection<{ _id: string; recordId: string }>('issuances').findOne({ _id: issuanceId });
   return doc!.recordId;
 }
@@ -62,7 +57,7 @@ async function freePort(): Promise<number> {
 
 describe('issuance under faults', () => {
   it('a worker SIGKILLed between encrypt and store, then replaced, ends with exactly one stored version', async () => {
-    const system = await startIssuanceSystem({}, { worker: false });
+    const system = await startSystem({ worker: false });
     const pauseFile = join(mkdtempSync(join(tmpdir(), 'cak-kill-')), 'paused');
     let child: ChildProcess | undefined;
     try {
@@ -118,7 +113,7 @@ describe('issuance under faults', () => {
     const port = await freePort();
     const say = () => undefined;
     const { uri } = await startDatabase(paths, { port, name: 'fault-db' }, say);
-    const system = await startIssuanceSystem({ MONGODB_URI: uri }, { worker: false });
+    const system = await startSystem({ env: { MONGODB_URI: uri }, worker: false });
     let outage: Promise<void> | undefined;
     try {
       await system.startWorker({
@@ -147,7 +142,7 @@ describe('issuance under faults', () => {
   });
 
   it('the staging sweep schedule deletes what a dead run left behind', async () => {
-    const system = await startIssuanceSystem({ STAGING_TTL_SECONDS: '1' });
+    const system = await startSystem({ env: { STAGING_TTL_SECONDS: '1' } });
     const scheduleId = uniqueId('sweep');
     try {
       const staging = stagingRepository(system.db, system.config.GRIDFS_THRESHOLD_BYTES);

@@ -8,7 +8,8 @@ import type { Curve } from '../../src/crypto/keys';
 import type { EmulatorHandle } from '../../src/emulator/server';
 import { VerifierSimulation } from '../../src/emulator/verifier-sim';
 import { countWorkflows, markedPng } from '../support/scans';
-import { callbackConfig, eventually, startConsentStack, type ConsentStack } from '../integration/callbacks-harness';
+import { eventually } from '../integration/callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(30 * 60_000);
 
@@ -22,9 +23,9 @@ describe('files at the 25 MB limit', () => {
   let config: Config;
   let api: ApiHandle;
   let emulator: EmulatorHandle;
-  let database: { db: Db; close(): Promise<void> };
+  let database: { db: Db };
   let temporal: Client;
-  let stack: ConsentStack;
+  let stack: System;
   const run = randomUUID().slice(0, 8);
   const refusedUser = `refused-${run}`;
 
@@ -107,8 +108,9 @@ describe('files at the 25 MB limit', () => {
 
   beforeAll(async () => {
     config = await callbackConfig({ API_RATE_LIMIT_PER_MINUTE: '100000' });
-    stack = await startConsentStack(config);
-    ({ database, api, emulator, temporal } = stack);
+    stack = await startSystem({ config, sealLoop: true, registerCallbackUrl: true });
+    ({ api, emulator, client: temporal } = stack);
+    database = { db: stack.db };
   });
 
   afterAll(async () => {

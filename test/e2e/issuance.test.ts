@@ -14,10 +14,9 @@ import {
   scanDatabase,
   scanHistories,
   sha256,
-  startIssuanceSystem,
   waitForIssuance,
-  type IssuanceSystem,
 } from './issuance-harness';
+import { startSystem, type System } from '../support/system';
 
 jest.setTimeout(180_000);
 
@@ -30,7 +29,7 @@ interface Sent {
 }
 
 describe('issuance end to end (API, worker, Temporal, FerretDB, AIR emulator)', () => {
-  let system: IssuanceSystem;
+  let system: System;
   const markers: string[] = [];
   const userIds: string[] = [];
   const issuerDid = 'did:air:id:cak-dev-issuer';
@@ -41,7 +40,7 @@ describe('issuance end to end (API, worker, Temporal, FerretDB, AIR emulator)', 
   };
 
   beforeAll(async () => {
-    system = await startIssuanceSystem();
+    system = await startSystem();
   });
   afterAll(async () => {
     await system?.close();

@@ -8,13 +8,8 @@ import { startApi, type ApiHandle } from '../../src/api/server';
 import { DEV_CODEC_AUTH_TOKEN } from '../../src/config';
 import { freePort } from '../support/ports';
 import { testConfig, uniqueId } from '../support/temporal';
-import {
-  API_KEY_HEADER,
-  markedPng,
-  startIssuanceSystem,
-  waitForIssuance,
-  type IssuanceSystem,
-} from './issuance-harness';
+import { API_KEY_HEADER, markedPng, waitForIssuance } from './issuance-harness';
+import { startSystem, type System } from '../support/system';
 
 /**
  * The operator console: the real Temporal Web UI (served by a dev server of this test's own, whose
@@ -32,7 +27,7 @@ const describeWithChromium = existsSync(CHROMIUM) ? describe : describe.skip;
 
 describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium)', () => {
   let paths: Paths;
-  let system: IssuanceSystem;
+  let system: System;
   let api: ApiHandle;
   let browser: Browser;
   let uiUrl: string;
@@ -47,7 +42,7 @@ describeWithChromium('Temporal Web UI with our codec endpoint (headless Chromium
       () => undefined,
     );
     const temporalAddress = `127.0.0.1:${temporalPort}`;
-    system = await startIssuanceSystem({ TEMPORAL_ADDRESS: temporalAddress });
+    system = await startSystem({ env: { TEMPORAL_ADDRESS: temporalAddress } });
     api = await startApi(
       testConfig({
         TEMPORAL_ADDRESS: temporalAddress,

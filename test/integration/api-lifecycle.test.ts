@@ -7,7 +7,7 @@ import { DEV_API_KEY, type Config } from '../../src/config';
 import { eventually } from '../support/eventually';
 import { freePort } from '../support/ports';
 import { testConfig, uniqueId } from '../support/temporal';
-import { openDb, uniqueDbName } from './callbacks-harness';
+import { openDb, uniqueDbName } from '../support/system';
 
 jest.setTimeout(240_000);
 

@@ -7,16 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { DEV_ADMIN_TOKEN, type Config } from '../../src/config';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { auditRepository, type AuditEvent } from '../../src/storage/audit';
-import {
-  callbackConfig,
-  eventually,
-  inParallel,
-  postCallback,
-  seedRecord,
-  ACKED,
-  startCallbackStack,
-  type CallbackStack,
-} from './callbacks-harness';
+import { eventually, inParallel, postCallback, seedRecord, ACKED } from './callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(120_000);
 
@@ -31,11 +23,11 @@ function cakAuditVerify(config: Config): { status: number | null; stdout: string
 
 describe('the keyed, sealed audit trail', () => {
   let config: Config;
-  let stack: CallbackStack;
+  let stack: System;
 
   beforeAll(async () => {
     config = await callbackConfig();
-    stack = await startCallbackStack(config);
+    stack = await startSystem({ config, emulator: false, sealLoop: true });
   });
 
   afterAll(async () => {

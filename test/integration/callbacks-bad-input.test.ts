@@ -5,7 +5,8 @@ import { exportJWK } from 'jose';
 import type { ApiHandle } from '../../src/api/server';
 import { DEV_CALLBACK_SECRET, type Config } from '../../src/config';
 import { signJwsEs256, signStandardWebhook } from '../../src/platform/callback-signature';
-import { callbackConfig, openDb, startCallbackApi, ACKED } from './callbacks-harness';
+import { ACKED } from './callbacks-harness';
+import { callbackConfig, openDb, startCallbackApi } from '../support/system';
 
 jest.setTimeout(120_000);
 

@@ -4,28 +4,19 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../../src/config';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { auditRepository } from '../../src/storage/audit';
-import {
-  callbackConfig,
-  connectClient,
-  countRuns,
-  eventually,
-  inParallel,
-  postCallback,
-  seedRecord,
-  startCallbackStack,
-  type CallbackStack,
-} from './callbacks-harness';
+import { connectClient, countRuns, eventually, inParallel, postCallback, seedRecord } from './callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(240_000);
 
 describe('authorization callbacks: exactly once', () => {
   let config: Config;
   let client: Client;
-  let stack: CallbackStack;
+  let stack: System;
 
   beforeAll(async () => {
     config = await callbackConfig();
-    stack = await startCallbackStack(config);
+    stack = await startSystem({ config, emulator: false, sealLoop: true });
     client = await connectClient(config);
   });
 

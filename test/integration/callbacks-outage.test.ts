@@ -11,18 +11,8 @@ import { DEV_CALLBACK_SECRET, type Config } from '../../src/config';
 import type { CallbackPayload } from '../../src/domain/authorization';
 import { createDispatcher, type DispatchAttempt } from '../../src/emulator/dispatcher';
 import { freePort } from '../support/ports';
-import {
-  callbackConfig,
-  connectClient,
-  countRuns,
-  eventually,
-  openDb,
-  postCallback,
-  runWorker,
-  seedRecord,
-  startCallbackApi,
-  type RunningWorker,
-} from './callbacks-harness';
+import { connectClient, countRuns, eventually, postCallback, seedRecord } from './callbacks-harness';
+import { callbackConfig, openDb, runWorker, type RunningWorker, startCallbackApi } from '../support/system';
 
 jest.setTimeout(300_000);
 
@@ -89,7 +79,7 @@ describe('authorization callbacks through outages', () => {
       TEMPORAL_ADDRESS: `127.0.0.1:${ports.temporal}`,
       MONGODB_URI: `mongodb://127.0.0.1:${ports.db}/`,
     });
-    api = await startCallbackApi(config, { startTimeoutMs: 1_500 });
+    api = await startCallbackApi(config, { callbackStartTimeoutMs: 1_500 });
   });
 
   afterAll(async () => {

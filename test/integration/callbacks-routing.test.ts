@@ -10,16 +10,8 @@ import { authorizationIdFor } from '../../src/domain/callback';
 import { auditRepository } from '../../src/storage/audit';
 import { freePort } from '../support/ports';
 import { testAuditKeys } from '../support/temporal';
-import {
-  auditEventOf,
-  callbackConfig,
-  eventually,
-  postCallback,
-  seedRecord,
-  ACKED,
-  startCallbackStack,
-  type CallbackStack,
-} from './callbacks-harness';
+import { auditEventOf, eventually, postCallback, seedRecord, ACKED } from './callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(180_000);
 
@@ -34,7 +26,7 @@ describe('authorization routing', () => {
   let dir: string;
   let registryPath: string;
   let config: Config;
-  let stack: CallbackStack;
+  let stack: System;
   let hookServer: Server;
   const notifications: Notification[] = [];
   let failNext = 1;
@@ -108,7 +100,7 @@ ${extra}`;
     registryPath = join(dir, 'schemas.yaml');
     writeFileSync(registryPath, registry('', hookUrl));
     config = await callbackConfig({ SCHEMA_REGISTRY_PATH: registryPath, NOTIFY_SECRET: notifySecret });
-    stack = await startCallbackStack(config);
+    stack = await startSystem({ config, emulator: false, sealLoop: true });
   });
 
   afterAll(async () => {

@@ -17,26 +17,11 @@ import { packagesRepository, type PackageDoc } from '../../src/storage/packages'
 import { recordsRepository } from '../../src/storage/records';
 import { stagingRepository } from '../../src/storage/staging';
 import { signStandardWebhook } from '../../src/platform/callback-signature';
-import {
-  API_KEY_HEADER,
-  markedPng,
-  sha256,
-  startIssuanceSystem,
-  waitForIssuance,
-  type IssuanceSystem,
-} from '../e2e/issuance-harness';
+import { API_KEY_HEADER, markedPng, sha256, waitForIssuance } from '../e2e/issuance-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 import { runCak } from '../support/cli';
 import { uniqueId, workflowBundle, testAuditKeys } from '../support/temporal';
-import {
-  auditEventOf,
-  ACKED,
-  callbackConfig,
-  eventually,
-  postCallback,
-  seedRecord,
-  startCallbackStack,
-  type CallbackStack,
-} from './callbacks-harness';
+import { auditEventOf, ACKED, eventually, postCallback, seedRecord } from './callbacks-harness';
 
 jest.setTimeout(240_000);
 
@@ -88,7 +73,7 @@ describe('cak operator commands against the real Temporal and database', () => {
   });
 
   describe('issuances: list failed, retry by the documented rule; keys: status and rewrap', () => {
-    let system: IssuanceSystem;
+    let system: System;
     let worker: Worker;
     let running: Promise<void>;
     let connection: NativeConnection;
@@ -97,7 +82,7 @@ describe('cak operator commands against the real Temporal and database', () => {
     const issuerDid = 'did:air:id:cak-dev-issuer';
 
     beforeAll(async () => {
-      system = await startIssuanceSystem({}, { worker: false });
+      system = await startSystem({ worker: false });
       const config = system.config;
       const deps = activityDepsFrom(config);
       const activities = createActivities({
@@ -325,7 +310,7 @@ describe('cak operator commands against the real Temporal and database', () => {
     let dir: string;
     let registryPath: string;
     let config: Config;
-    let stack: CallbackStack;
+    let stack: System;
     const registry = (route: string) =>
       `schemas:\n  kyc-basic:\n    programs: [prog-kyc-basic]\n    allowedItemKinds: [fields]\n    callback:\n      handlers: [grant-access]\n` +
       `  later:\n    programs: [prog-later]\n    allowedItemKinds: [fields]\n${route}`;
@@ -335,7 +320,7 @@ describe('cak operator commands against the real Temporal and database', () => {
       registryPath = join(dir, 'schemas.yaml');
       writeFileSync(registryPath, registry(''));
       config = await callbackConfig({ SCHEMA_REGISTRY_PATH: registryPath });
-      stack = await startCallbackStack(config);
+      stack = await startSystem({ config, emulator: false, sealLoop: true });
     });
 
     afterAll(async () => {

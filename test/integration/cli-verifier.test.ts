@@ -9,7 +9,8 @@ import { EXIT } from '../../src/cli/exit-codes';
 import { runCak } from '../support/cli';
 import { markedPng } from '../support/scans';
 import { uniqueId } from '../support/temporal';
-import { callbackConfig, eventually, startConsentStack, type ConsentStack } from './callbacks-harness';
+import { eventually } from './callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 jest.setTimeout(300_000);
 
@@ -35,7 +36,7 @@ const UI = 'http://temporal-ui.example:8233/';
  */
 describe('cak verifier fetch, list filters and issuance status against the real system', () => {
   let config: Config;
-  let stack: ConsentStack;
+  let stack: System;
   let dir: string;
   const run = uniqueId('run').slice(4, 12);
   const verifierDid = `did:air:id:cli-verifier-${run}`;
@@ -130,7 +131,7 @@ describe('cak verifier fetch, list filters and issuance status against the real 
     writeFileSync(join(dir, file), JSON.stringify(answer));
     const id = authorizationIdFor(config.ID_HMAC_SECRET, { userId: user.userId, verifierDid, schemaId: user.schemaId });
     await eventually(
-      () => stack.database.db.collection<{ _id: string; state: string }>('authorizations').findOne({ _id: id }),
+      () => stack.db.collection<{ _id: string; state: string }>('authorizations').findOne({ _id: id }),
       (doc) => doc?.state === 'active',
     );
   }
@@ -167,7 +168,7 @@ describe('cak verifier fetch, list filters and issuance status against the real 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'cak-verifier-'));
     config = await callbackConfig({ API_RATE_LIMIT_PER_MINUTE: '100000' });
-    stack = await startConsentStack(config);
+    stack = await startSystem({ config, sealLoop: true, registerCallbackUrl: true });
     alice.issuanceId = await issue(alice);
     bob.issuanceId = await issue(bob);
   });
@@ -193,7 +194,7 @@ describe('cak verifier fetch, list filters and issuance status against the real 
       'verifier.jwk',
     ]);
     expect(registered).toMatchObject({ status: EXIT.OK, stdout: `registered key ${jwk.kid} for ${verifierDid}\n` });
-    const doc = await stack.database.db
+    const doc = await stack.db
       .collection<{ _id: string; keys: { kid: string; x: string }[] }>('verifiers')
       .findOne({ _id: verifierDid });
     expect(doc?.keys).toEqual([expect.objectContaining({ kid: jwk.kid, x: jwk.x })]);
@@ -306,7 +307,7 @@ describe('cak verifier fetch, list filters and issuance status against the real 
   });
 
   it('issuances status shows the steps, the workflowId and its Temporal Web UI page', async () => {
-    const workflowId = (await stack.database.db
+    const workflowId = (await stack.db
       .collection<{ _id: string; workflowId: string }>('issuances')
       .findOne({ _id: alice.issuanceId }))!.workflowId;
     const link = `http://temporal-ui.example:8233/namespaces/${config.TEMPORAL_NAMESPACE}/workflows/${workflowId}`;

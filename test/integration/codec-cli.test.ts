@@ -7,7 +7,8 @@ import { resolveTemporalBinary } from '../../scripts/lib/local-services';
 import type { ApiHandle } from '../../src/api/server';
 import { DEV_CODEC_AUTH_TOKEN, type Config } from '../../src/config';
 import { temporalRedriver } from '../../src/operations/authorizations';
-import { callbackConfig, connectClient, openDb, postCallback, startCallbackApi } from './callbacks-harness';
+import { connectClient, postCallback } from './callbacks-harness';
+import { callbackConfig, openDb, startCallbackApi } from '../support/system';
 
 jest.setTimeout(120_000);
 

@@ -3,7 +3,8 @@ import type { ApiHandle } from '../../src/api/server';
 import { startApi } from '../../src/api/server';
 import { authorizationIdFor } from '../../src/domain/callback';
 import { issuanceWorkflowId } from '../../src/domain/ids';
-import { API_KEY_HEADER, markedPng, startIssuanceSystem, type IssuanceSystem } from '../e2e/issuance-harness';
+import { API_KEY_HEADER, markedPng } from '../e2e/issuance-harness';
+import { startSystem, type System } from '../support/system';
 import { commandsDuring, watchDatabaseCommands } from '../support/db-commands';
 import { freePort } from '../support/ports';
 import { uniqueId } from '../support/temporal';
@@ -12,16 +13,15 @@ import { auditEventOf, eventually, postCallback } from './callbacks-harness';
 /**
  * Database round trips of the two data paths, counted at the wire: every command a MongoClient of
  * this process sends is seen (`monitorCommands`), and attributed by the client's `appName`:
- * - `api`: the API's client (the issuance harness's client, named so here, and the callback API's
- *   own, `cak-issuer-api`);
+ * - `api`: the APIs' clients (`cak-issuer-api`, src/api/server.ts: the system's and the callback test's own);
  * - `worker`: the worker's (`cak-issuer-worker`, src/workers/worker.ts). An appName not listed fails the
  *   test, and each count must include both sides (a renamed client once dropped out silently).
  * Not counted: the test's own clients (no appName); driver handshakes and session housekeeping
  * (hello, isMaster, ping, endSessions, buildInfo); index creation (createIndexes, run at start);
  * the inbox relay's poll of `callback_inbox` (a `find` every interval, whatever arrives); and the
  * periodic work, which does not run inside the measured windows: the staging-sweep and audit-seal
- * schedules are not created by the in-process worker, and the callback API's gauges refresh hourly
- * here, their first refresh awaited before the window opens.
+ * schedules are not created by the in-process worker, and the APIs' gauges refresh hourly here,
+ * their first refresh awaited before the window opens (test/support/system.ts awaits the system's).
  * Counts are deterministic (no timings), so they are asserted.
  *
  * Before issue "Lean", counted the same way: the issuance 88 (API 27, worker 61: find 36, update 27,
@@ -35,7 +35,7 @@ jest.setTimeout(180_000);
 
 /** The API's last database gauges (src/api/metrics.ts, refreshed in order): present once its first refresh is done. */
 const GAUGES = ['cak_audit_chain_length', 'cak_callback_inbox_pending'];
-const ROLE: Record<string, string> = { 'test-api': 'api', 'cak-issuer-api': 'api', 'cak-issuer-worker': 'worker' };
+const ROLE: Record<string, string> = { 'cak-issuer-api': 'api', 'cak-issuer-worker': 'worker' };
 /** appNames seen that ROLE does not know (a renamed client would silently drop out of the count). */
 const unknownApps = new Set<string>();
 
@@ -75,19 +75,18 @@ function breakdown(label: string, seen: Counted[]): Record<string, number> {
 }
 
 describe('database round trips (counted at the wire)', () => {
-  let system: IssuanceSystem;
+  let system: System;
   let api: ApiHandle | undefined;
   let probe: MongoClient; // the test's own reads: no appName, not counted
 
   beforeAll(async () => {
-    system = await startIssuanceSystem(
-      {
+    system = await startSystem({
+      env: {
         STAGING_SWEEP_INTERVAL_SECONDS: '3600',
         API_METRICS_REFRESH_SECONDS: '3600',
         GRIDFS_THRESHOLD_BYTES: String(256 * 1024), // the production default (the harness's is 64 KiB)
       },
-      { mongo: { appName: 'test-api' } },
-    );
+    });
     probe = await MongoClient.connect(system.config.MONGODB_URI);
   });
   afterAll(async () => {

@@ -1,7 +1,8 @@
 import { deliveryLog } from '../../src/api/delivery-log';
 import { createLogger } from '../../src/observability/logger';
 import { authorizationsRepository, type DeliveryDoc } from '../../src/storage/authorizations';
-import { callbackConfig, eventually, openDb } from './callbacks-harness';
+import { eventually } from './callbacks-harness';
+import { callbackConfig, openDb } from '../support/system';
 
 describe('delivery log (counts of deliveries per authorization)', () => {
   it('a batch written twice counts each delivery once', async () => {

@@ -20,7 +20,8 @@ import {
   type Case,
   type Sent,
 } from '../support/hostile';
-import { callbackConfig, connectClient, openDb, startCallbackApi } from './callbacks-harness';
+import { connectClient } from './callbacks-harness';
+import { callbackConfig, openDb, startCallbackApi } from '../support/system';
 
 jest.setTimeout(180_000);
 

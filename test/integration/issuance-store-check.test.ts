@@ -3,7 +3,7 @@ import { activityDepsFrom } from '../../src/activities';
 import { createIssuanceActivities } from '../../src/activities/issuance';
 import { generateKeyPair } from '../../src/crypto/keys';
 import { acceptedIssuance } from '../support/accepted-issuance';
-import { openDb, uniqueDbName } from './callbacks-harness';
+import { openDb, uniqueDbName } from '../support/system';
 import { testConfig } from '../support/temporal';
 
 const config = testConfig({ MONGODB_DB: uniqueDbName('store-check') });

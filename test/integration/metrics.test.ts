@@ -14,14 +14,8 @@ import { connectivityCheckWorkflow } from '../../src/workflows';
 import { freePort } from '../support/ports';
 import { connectClient, testConfig, uniqueId, workflowBundle } from '../support/temporal';
 import { NativeConnection } from '@temporalio/worker';
-import {
-  callbackConfig,
-  eventually,
-  postCallback,
-  runWorker,
-  startCallbackApi,
-  type RunningWorker,
-} from './callbacks-harness';
+import { eventually, postCallback } from './callbacks-harness';
+import { callbackConfig, runWorker, type RunningWorker, startCallbackApi } from '../support/system';
 
 /** One sample of a Prometheus text exposition, e.g. value(text, 'cak_callbacks_total{outcome="started"') */
 function value(text: string, prefix: string): number | undefined {

@@ -21,7 +21,8 @@ import { getVerifierData, getVerifierPackage, type CurrentData } from '../../src
 import { DEV_ADMIN_TOKEN, DEV_API_KEY } from '../../src/config';
 import { authorizationIdFor, authorizationWorkflowId } from '../../src/domain/callback';
 import { createLogger } from '../../src/observability/logger';
-import { openDb, signedCallback } from './callbacks-harness';
+import { signedCallback } from './callbacks-harness';
+import { openDb } from '../support/system';
 import { connectClient, testConfig, uniqueId } from '../support/temporal';
 
 interface Layer {

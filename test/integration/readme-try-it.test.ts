@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Config } from '../../src/config';
-import { callbackConfig, startConsentStack, type ConsentStack } from './callbacks-harness';
+import { callbackConfig, startSystem, type System } from '../support/system';
 
 /**
  * The README's "Try it" section, run as written: every ```sh block of it, in order, in one bash
@@ -41,13 +41,13 @@ function runBash(script: string, env: NodeJS.ProcessEnv): Promise<{ code: number
 
 describe('README "Try it"', () => {
   let config: Config;
-  let stack: ConsentStack;
+  let stack: System;
   let tmp: string; // the README's `mktemp -d` lands here (TMPDIR), removed afterwards
 
   beforeAll(async () => {
     tmp = mkdtempSync(join(tmpdir(), 'cak-try-it-'));
     config = await callbackConfig();
-    stack = await startConsentStack(config);
+    stack = await startSystem({ config, sealLoop: true, registerCallbackUrl: true });
   }, 120_000);
 
   afterAll(async () => {

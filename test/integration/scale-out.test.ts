@@ -17,19 +17,8 @@ import { freePort } from '../support/ports';
 import { markedPng } from '../support/scans';
 import { testAuditKeys } from '../support/temporal';
 import { spawnWorkerChild, type WorkerChild } from '../support/worker-child';
-import {
-  ACKED,
-  callbackConfig,
-  connectClient,
-  countRuns,
-  eventually,
-  inParallel,
-  openDb,
-  postCallback,
-  runWorker,
-  startCallbackApi,
-  type RunningWorker,
-} from './callbacks-harness';
+import { ACKED, connectClient, countRuns, eventually, inParallel, postCallback } from './callbacks-harness';
+import { callbackConfig, openDb, runWorker, type RunningWorker, startCallbackApi } from '../support/system';
 
 /**
  * Scale-out: two API instances and two workers (one in-process, one in a child process) on one

@@ -4,7 +4,7 @@ import { stagingContext } from '../../src/domain/issuance';
 import { parseKeyring } from '../../src/crypto/keyring';
 import { createOuterSealer, openOuter, sealOuter } from '../../src/crypto/outer-layer';
 import { stagingRepository } from '../../src/storage/staging';
-import { openDb, uniqueDbName } from './callbacks-harness';
+import { openDb, uniqueDbName } from '../support/system';
 import { testConfig } from '../support/temporal';
 
 const config = testConfig({ MONGODB_DB: uniqueDbName('stream') });

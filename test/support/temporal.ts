@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client, Connection } from '@temporalio/client';
+import type { IssuanceActivityDeps } from '../../src/activities/issuance';
 import { loadConfig, type Config } from '../../src/config';
 import { parseKeyring, type Keyring } from '../../src/crypto/keyring';
 import { dataConverterFor } from '../../src/crypto/payload-codec';
@@ -35,8 +36,14 @@ export async function connectClient(config: Config): Promise<Client> {
 export async function startTestWorker(
   config: Config,
   taskQueue = uniqueId('tq'),
+  issuanceHooks?: IssuanceActivityDeps['hooks'],
 ): Promise<WorkerHandle & { taskQueue: string }> {
-  const handle = await createWorker(config, { taskQueue, workflowBundle: workflowBundle(), shutdownForceTime: '5s' });
+  const handle = await createWorker(config, {
+    taskQueue,
+    workflowBundle: workflowBundle(),
+    shutdownForceTime: '5s',
+    ...(issuanceHooks ? { issuanceHooks } : {}),
+  });
   return { ...handle, taskQueue };
 }
 
