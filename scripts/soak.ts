@@ -549,7 +549,7 @@ function newCallbackKey(sys: System, load: Load, dispatcher: ReturnType<typeof c
   }
 }
 
-/** Marks issuances stored (the record version exists) so that consent can follow them. */
+/** Marks issuances stored (completed; `stored` in documents from before the status route derived it) so that consent can follow them. */
 async function refreshStored(db: Db, load: Load): Promise<void> {
   const pending = load.specs.filter((s) => s.acceptedId && !s.stored).map((s) => s.acceptedId!);
   if (pending.length === 0) return;
