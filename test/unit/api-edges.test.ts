@@ -584,15 +584,21 @@ describe('GET /v1/issuances/:id names the run and links it in the Web UI', () =>
     schemaId: 'kyc-basic',
     curve: 'secp256r1',
     keySource: 'platform',
-    steps: { issue: { state: 'completed', at }, encrypt: { state: 'running' }, store: { state: 'pending' } },
+    steps: {
+      issue: { state: 'completed', at },
+      encrypt: { state: 'pending' },
+      store: { state: 'pending' },
+      shred: { state: 'pending' },
+    },
     createdAt: at,
     updatedAt: at,
   };
-  const withIssuance = (webUi?: { url: string; namespace: string }) => {
+  const withIssuance = (webUi?: { url: string; namespace: string }, version: object | null = null) => {
     const { issuance } = stubs(new Map(), []);
     const deps = {
       ...issuance,
       intake: { get: (id: string) => Promise.resolve(id === issuanceId ? doc : null) },
+      records: { versionFor: (id: string) => Promise.resolve(id === issuanceId ? version : null) },
       ...(webUi ? { webUi } : {}),
     } as unknown as IssuanceApiDeps;
     return app({ issuance: deps });
@@ -618,6 +624,25 @@ describe('GET /v1/issuances/:id names the run and links it in the Web UI', () =>
     expect(res.body).not.toHaveProperty('webUiUrl');
     const other = await request(api).get(`/v1/issuances/${issuanceId}`).set('x-api-key', KEY_B);
     expect([other.status, codeOf(other)]).toEqual([404, 'ISSUANCE_NOT_FOUND']);
+  });
+  it('a running issuance whose record version exists is shown stored: encrypt and store completed, shred running', async () => {
+    // the worker writes `issue`'s completion and then only the run's end; `store` leaves its record version
+    const stored = new Date('2026-01-01T00:00:05Z');
+    const version = { _id: issuanceId, recordId: 'rec_1', version: 3, manifest: [], createdAt: stored };
+    const res = await request(withIssuance(undefined, version))
+      .get(`/v1/issuances/${issuanceId}`)
+      .set('x-api-key', KEY_A);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      status: 'stored',
+      steps: {
+        issue: { state: 'completed' },
+        encrypt: { state: 'completed', at: stored.toISOString() },
+        store: { state: 'completed', at: stored.toISOString() },
+        shred: { state: 'running' },
+      },
+      record: { recordId: 'rec_1', version: 3, items: [] },
+    });
   });
 });
 
