@@ -56,16 +56,18 @@ export interface IssuanceListFilter {
  * completed with the failure.
  */
 type RecordedStep = 'issue' | 'shred';
-const STEP_COMPLETION: Record<RecordedStep, { from: IssuanceStatus[]; to: IssuanceStatus; with: IssuanceStep[] }> = {
-  issue: { from: ['accepted'], to: 'running', with: [] },
-  shred: { from: ['accepted', 'running', 'stored'], to: 'completed', with: ['encrypt', 'store'] },
+const STEP_COMPLETION: Record<RecordedStep, { from: IssuanceStatus[]; to: IssuanceStatus }> = {
+  issue: { from: ['accepted'], to: 'running' },
+  shred: { from: ['accepted', 'running', 'stored'], to: 'completed' },
 };
 
-/** The steps a failure during `step` shows completed besides those already written. */
-const COMPLETED_BEFORE: Partial<Record<IssuanceStep, IssuanceStep[]>> = {
+/** Written completed with a step's completion or failure: the steps before it that write nothing themselves. */
+const COMPLETED_WITH: Partial<Record<IssuanceStep, IssuanceStep[]>> = {
   store: ['encrypt'],
   shred: ['encrypt', 'store'],
 };
+const completed = (steps: IssuanceStep[], at: Date) =>
+  Object.fromEntries(steps.map((s) => [`steps.${s}`, { state: 'completed', at }]));
 
 /**
  * The issuance as it stands: between the two writes a record version made by this issuance (its
@@ -119,9 +121,7 @@ export function issuancesRepository(db: Db) {
         { _id: issuanceId, status: { $in: completion.from } },
         {
           $set: {
-            ...Object.fromEntries(
-              [...completion.with, step].map((s) => [`steps.${s}`, { state: 'completed', at: now }]),
-            ),
+            ...completed([...(COMPLETED_WITH[step] ?? []), step], now),
             updatedAt: now,
             status: completion.to,
           },
@@ -142,9 +142,7 @@ export function issuancesRepository(db: Db) {
             status: 'failed',
             error: { type: error.type.slice(0, 100), message: error.message.slice(0, 500) },
             updatedAt: now,
-            ...Object.fromEntries(
-              (step ? (COMPLETED_BEFORE[step] ?? []) : []).map((s) => [`steps.${s}`, { state: 'completed', at: now }]),
-            ),
+            ...completed(step ? (COMPLETED_WITH[step] ?? []) : [], now),
             ...(step ? { [`steps.${step}`]: { state: 'failed', at: now } } : {}),
           },
         },
