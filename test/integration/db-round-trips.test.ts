@@ -4,7 +4,7 @@ import { startApi } from '../../src/api/server';
 import { authorizationIdFor } from '../../src/domain/callback';
 import { issuanceWorkflowId } from '../../src/domain/ids';
 import { API_KEY_HEADER, markedPng } from '../e2e/issuance-harness';
-import { startSystem, type System } from '../support/system';
+import { gaugesRefreshed, startSystem, type System } from '../support/system';
 import { commandsDuring, watchDatabaseCommands } from '../support/db-commands';
 import { freePort } from '../support/ports';
 import { uniqueId } from '../support/temporal';
@@ -33,8 +33,6 @@ watchDatabaseCommands();
 
 jest.setTimeout(180_000);
 
-/** The API's last database gauges (src/api/metrics.ts, refreshed in order): present once its first refresh is done. */
-const GAUGES = ['cak_audit_chain_length', 'cak_callback_inbox_pending'];
 const ROLE: Record<string, string> = { 'cak-issuer-api': 'api', 'cak-issuer-worker': 'worker' };
 /** appNames seen that ROLE does not know (a renamed client would silently drop out of the count). */
 const unknownApps = new Set<string>();
@@ -189,10 +187,7 @@ describe('database round trips (counted at the wire)', () => {
     };
     api = await startApi(config, { relay: { intervalMs: 100, maxBackoffMs: 500 } });
     // the API's start (index creation, the first refresh of its database gauges) is not the callback's
-    await eventually(
-      async () => (await fetch(`${api!.metricsUrl}/metrics`)).text(),
-      (text) => GAUGES.every((name) => new RegExp(`^${name}(\\{[^}]*\\})? \\d+$`, 'm').test(text)),
-    );
+    await gaugesRefreshed(api);
     await new Promise((r) => setTimeout(r, 500));
     const payload = { userId, verifierDid: 'did:air:id:rt-verifier', schemaId: 'kyc-basic' };
     const authorizationId = authorizationIdFor(config.ID_HMAC_SECRET, payload);

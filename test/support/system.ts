@@ -241,18 +241,26 @@ export async function startSystem(options: SystemOptions = {}): Promise<System> 
   return system;
 }
 
+/** The API's last database gauges (src/api/metrics.ts, refreshed in order): present once its first refresh is done. */
+const LAST_GAUGES = ['cak_audit_chain_length', 'cak_callback_inbox_pending'];
+
 /**
- * `startCallbackApi`, once the API's first refresh of its database gauges (started with the API) is
- * done: its reads then never fall in a test's count of the commands a request sends.
+ * Resolves once the API's first refresh of its database gauges (started with the API) is done: its
+ * reads then never fall in a test's count of the commands a request sends.
  */
+export async function gaugesRefreshed(api: ApiHandle): Promise<void> {
+  await eventually(
+    async () => (await fetch(`${api.metricsUrl}/metrics`)).text(),
+    (text) => LAST_GAUGES.every((name) => new RegExp(`^${name}(\\{[^}]*\\})? \\d+$`, 'm').test(text)),
+    { what: "the API's first refresh of its database gauges", intervalMs: 20 },
+  );
+}
+
+/** `startCallbackApi`, once its gauges are refreshed. */
 async function startSettledApi(config: Config, options?: ApiOptions): Promise<ApiHandle> {
   const api = await startCallbackApi(config, options);
   try {
-    await eventually(
-      async () => (await fetch(`${api.metricsUrl}/metrics`)).text(),
-      (text) => /^cak_callback_inbox_pending(\{[^}]*\})? \d+$/m.test(text), // the last gauge refreshed
-      { what: "the API's first refresh of its database gauges", intervalMs: 20 },
-    );
+    await gaugesRefreshed(api);
     return api;
   } catch (err) {
     await api.close();
